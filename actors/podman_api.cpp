@@ -1,0 +1,97 @@
+#include "actors/podman_api.hpp"
+
+#include "runtime/host.hpp"
+#include "storage/registries.hpp"
+#include "storage/store.hpp"
+
+#include <ctime>
+
+#ifndef BERTH_GIT_COMMIT
+#define BERTH_GIT_COMMIT ""
+#endif
+#ifndef BERTH_BUILD_EPOCH
+#define BERTH_BUILD_EPOCH 0
+#endif
+
+namespace berth::actors {
+
+namespace {
+
+constexpr const char* compiler = "g++ " __VERSION__;
+
+std::string rfc3339(std::time_t t) {
+  char buf[32];
+  std::tm tm;
+  gmtime_r(&t, &tm);
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+} // namespace
+
+podman::GetVersion_out version_info() {
+  podman::GetVersion_out v;
+  v.version = BERTH_VERSION;
+  v.go_version = compiler;
+  v.git_commit = BERTH_GIT_COMMIT;
+  v.built = rfc3339(BERTH_BUILD_EPOCH);
+  v.os_arch = "linux/" + runtime::go_arch();
+  v.remote_api_version = 1;
+  return v;
+}
+
+podman_api::podman_api(api_options opts) : opts_(std::move(opts)) {
+}
+
+void podman_api::internal_error(const rpc::call_ptr& c,
+                                const std::string& what) {
+  c->fail(podman::ErrorOccurred{std::string{c->method().name} + ": " + what});
+}
+
+void podman_api::GetVersion(const rpc::call_ptr& c,
+                            const podman::GetVersion_in&) {
+  static const auto reply = version_info();
+  c->reply(reply);
+}
+
+void podman_api::GetInfo(const rpc::call_ptr& c, const podman::GetInfo_in&) {
+  storage::registries_conf regs;
+  std::string err;
+  if (!storage::load_registries_conf(opts_.registries_conf, regs, err)) {
+    c->fail(podman::ErrorOccurred{"getting info: " + err});
+    return;
+  }
+  auto host = runtime::read_host_info();
+  auto store = storage::probe_store(opts_.root);
+  podman::PodmanInfo info;
+  auto& h = info.host;
+  h.buildah_version = "";
+  h.distribution = {host.distribution, host.version};
+  h.mem_free = host.mem_free;
+  h.mem_total = host.mem_total;
+  h.swap_free = host.swap_free;
+  h.swap_total = host.swap_total;
+  h.arch = host.arch;
+  h.cpus = host.cpus;
+  h.hostname = host.hostname;
+  h.kernel = host.kernel;
+  h.os = "linux";
+  h.uptime = runtime::format_uptime(host.uptime);
+  info.registries = regs.search;
+  info.insecure_registries = regs.insecure();
+  auto& s = info.store;
+  // No container or image can exist before the stores that hold them.
+  s.containers = 0;
+  s.images = 0;
+  s.graph_driver_name = store.graph_driver;
+  s.graph_driver_options = "";
+  s.graph_root = opts_.root;
+  s.graph_status = {store.backing_filesystem,
+                    store.native_overlay_diff ? "true" : "false",
+                    store.supports_d_type ? "true" : "false"};
+  s.run_root = opts_.runroot;
+  info.podman = {compiler, compiler, BERTH_VERSION, BERTH_GIT_COMMIT};
+  c->reply(podman::GetInfo_out{std::move(info)});
+}
+
+} // namespace berth::actors

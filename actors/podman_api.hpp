@@ -1,0 +1,34 @@
+// io.podman, the front end: each method decodes nothing (the server did),
+// asks the part of the engine that knows, and translates the answer.
+#pragma once
+
+#include "protocol/gen/io_podman.hpp"
+
+#include <string>
+
+namespace berth::actors {
+
+struct api_options {
+  std::string root;
+  std::string runroot;
+  std::string registries_conf;
+};
+
+class podman_api : public podman::service {
+public:
+  explicit podman_api(api_options opts);
+
+  void GetVersion(const rpc::call_ptr& c,
+                  const podman::GetVersion_in& in) override;
+  void GetInfo(const rpc::call_ptr& c, const podman::GetInfo_in& in) override;
+  void internal_error(const rpc::call_ptr& c,
+                      const std::string& what) override;
+
+private:
+  api_options opts_;
+};
+
+/// The reply of GetVersion for this build.
+podman::GetVersion_out version_info();
+
+} // namespace berth::actors

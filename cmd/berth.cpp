@@ -1,0 +1,270 @@
+// berth: the command-line client of berthd.
+#include "protocol/client.hpp"
+#include "protocol/json_decode.hpp"
+
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <string>
+#include <vector>
+
+namespace {
+
+using namespace berth;
+
+constexpr const char* default_address = "unix:/run/podman/io.podman";
+
+const char* usage_text = R"(Usage: berth [--address ADDR] COMMAND [ARGS]
+
+Commands:
+  call [--more] [--oneway] [--upgrade] METHOD [JSON]
+                     call any varlink method; METHOD is INTERFACE.Method or
+                     a bare io.podman method name. Prints the parameters of
+                     each reply as one JSON line.
+  info               show host and store information (io.podman.GetInfo)
+  version            show client and server versions
+  help [INTERFACE]   without INTERFACE this text and the interfaces the
+                     server offers; with it, the interface's description
+
+Options:
+  --address ADDR     daemon address (default: $BERTH_ADDRESS, else
+                     $PODMAN_VARLINK_ADDRESS, else unix:/run/podman/io.podman)
+
+Exit status: 0 success, 1 usage or connection failure, 2 the server answered
+with an error, printed as its name and parameters.
+)";
+
+enum exit_code { ok = 0, failure = 1, remote_error = 2 };
+
+[[noreturn]] void usage_error(const std::string& msg) {
+  std::cerr << "berth: " << msg << "\nTry 'berth help'.\n";
+  std::exit(failure);
+}
+
+struct session {
+  varlink::client conn;
+
+  explicit session(const std::string& addr) {
+    auto a = varlink::address::parse(addr);
+    if (!a)
+      usage_error("invalid address: " + addr);
+    std::string err;
+    if (!conn.connect(*a, err)) {
+      std::cerr << "berth: " << err << '\n';
+      std::exit(failure);
+    }
+  }
+
+  // Sends a call and returns its first reply; exits on failure.
+  varlink::reply call(std::string_view method, std::string_view params,
+                      rpc::call_flags flags = {}) {
+    varlink::reply r;
+    std::string err;
+    if (!conn.send(method, params, flags) || !conn.receive(r, err)) {
+      std::cerr << "berth: " << method << ": "
+                << (err.empty() ? "connection lost" : err) << '\n';
+      std::exit(failure);
+    }
+    return r;
+  }
+
+  varlink::reply next() {
+    varlink::reply r;
+    std::string err;
+    if (!conn.receive(r, err)) {
+      std::cerr << "berth: " << err << '\n';
+      std::exit(failure);
+    }
+    return r;
+  }
+};
+
+int print_error(const varlink::reply& r) {
+  std::cerr << r.error << ' ' << r.parameters << '\n';
+  return remote_error;
+}
+
+std::string full_method(const std::string& m) {
+  return m.find('.') == std::string::npos ? "io.podman." + m : m;
+}
+
+int cmd_call(const std::string& addr, std::vector<std::string> args) {
+  rpc::call_flags flags;
+  std::vector<std::string> rest;
+  for (auto& a : args) {
+    if (a == "--more")
+      flags.more = true;
+    else if (a == "--oneway")
+      flags.oneway = true;
+    else if (a == "--upgrade")
+      flags.upgrade = true;
+    else if (a.starts_with("--"))
+      usage_error("unknown option for call: " + a);
+    else
+      rest.push_back(a);
+  }
+  if (rest.empty() || rest.size() > 2)
+    usage_error("call needs METHOD and at most one JSON argument");
+  std::string params = rest.size() == 2 ? rest[1] : "";
+  if (!params.empty() && !json::is_object_text(params))
+    usage_error("parameters must be a JSON object: " + params);
+  session s{addr};
+  auto method = full_method(rest[0]);
+  if (flags.oneway) {
+    if (!s.conn.send(method, params, flags)) {
+      std::cerr << "berth: " << method << ": connection lost\n";
+      return failure;
+    }
+    return ok;
+  }
+  for (auto r = s.call(method, params, flags);; r = s.next()) {
+    if (!r.error.empty())
+      return print_error(r);
+    std::cout << r.parameters << '\n' << std::flush;
+    if (!r.continues)
+      return ok;
+  }
+}
+
+// Prints a JSON value as indented "key: value" lines.
+void print_tree(const simdjson::dom::element& e, int depth) {
+  std::string pad(depth * 2, ' ');
+  if (e.is_object()) {
+    for (auto [k, v] : simdjson::dom::object(e)) {
+      std::cout << pad << k << ':';
+      if (v.is_object() || (v.is_array() && simdjson::dom::array(v).size())) {
+        std::cout << '\n';
+        print_tree(v, depth + 1);
+      } else {
+        std::cout << ' ';
+        print_tree(v, 0);
+      }
+    }
+  } else if (e.is_array()) {
+    auto a = simdjson::dom::array(e);
+    if (a.size() == 0)
+      std::cout << "[]\n";
+    for (auto v : a) {
+      std::cout << pad << "- ";
+      if (v.is_object() || v.is_array()) {
+        std::cout << '\n';
+        print_tree(v, depth + 1);
+      } else {
+        print_tree(v, 0);
+      }
+    }
+  } else if (e.is_string()) {
+    std::cout << std::string_view(e) << '\n';
+  } else {
+    std::cout << simdjson::minify(e) << '\n';
+  }
+}
+
+int print_reply_tree(const varlink::reply& r, const char* member) {
+  simdjson::dom::parser parser;
+  simdjson::padded_string text{r.parameters};
+  simdjson::dom::element doc;
+  if (parser.parse(text).get(doc) != simdjson::SUCCESS) {
+    std::cerr << "berth: malformed reply\n";
+    return failure;
+  }
+  simdjson::dom::element value = doc;
+  if (member && doc[member].get(value) != simdjson::SUCCESS) {
+    std::cerr << "berth: reply lacks " << member << '\n';
+    return failure;
+  }
+  print_tree(value, 0);
+  return ok;
+}
+
+int cmd_info(const std::string& addr) {
+  session s{addr};
+  auto r = s.call("io.podman.GetInfo", "");
+  if (!r.error.empty())
+    return print_error(r);
+  return print_reply_tree(r, "info");
+}
+
+int cmd_version(const std::string& addr) {
+  std::cout << "Client:\n  Version: " << BERTH_VERSION << "\nServer:\n";
+  session s{addr};
+  auto r = s.call("io.podman.GetVersion", "");
+  if (!r.error.empty())
+    return print_error(r);
+  simdjson::dom::parser parser;
+  simdjson::padded_string text{r.parameters};
+  simdjson::dom::element doc;
+  if (parser.parse(text).get(doc) != simdjson::SUCCESS)
+    return failure;
+  std::cout.flush();
+  // Indent the server's fields under "Server:".
+  for (auto [k, v] : simdjson::dom::object(doc)) {
+    std::cout << "  " << k << ": ";
+    print_tree(v, 0);
+  }
+  return ok;
+}
+
+int cmd_help(const std::string& addr, const std::vector<std::string>& args) {
+  if (args.size() > 1)
+    usage_error("help takes at most one INTERFACE");
+  if (args.empty()) {
+    std::cout << usage_text;
+    session s{addr};
+    auto r = s.call("org.varlink.service.GetInfo", "");
+    if (!r.error.empty())
+      return print_error(r);
+    std::cout << "\nInterfaces served at " << addr << ":\n";
+    return print_reply_tree(r, "interfaces");
+  }
+  session s{addr};
+  auto r = s.call("org.varlink.service.GetInterfaceDescription",
+                  "{\"interface\":" + json::quote(args[0]) + "}");
+  if (!r.error.empty())
+    return print_error(r);
+  simdjson::dom::parser parser;
+  simdjson::padded_string text{r.parameters};
+  std::string_view desc;
+  if (parser.parse(text)["description"].get(desc) != simdjson::SUCCESS)
+    return failure;
+  std::cout << desc;
+  if (!desc.ends_with('\n'))
+    std::cout << '\n';
+  return ok;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  std::string addr = default_address;
+  for (auto* env : {"PODMAN_VARLINK_ADDRESS", "BERTH_ADDRESS"})
+    if (const char* v = std::getenv(env); v && *v)
+      addr = v;
+  std::vector<std::string> args(argv + 1, argv + argc);
+  while (!args.empty() && args.front().starts_with("--address")) {
+    if (args.front() == "--address") {
+      if (args.size() < 2)
+        usage_error("--address needs a value");
+      addr = args[1];
+      args.erase(args.begin(), args.begin() + 2);
+    } else if (args.front().starts_with("--address=")) {
+      addr = args.front().substr(10);
+      args.erase(args.begin());
+    } else {
+      break;
+    }
+  }
+  if (args.empty())
+    usage_error("no command given");
+  auto cmd = args.front();
+  args.erase(args.begin());
+  if (cmd == "call")
+    return cmd_call(addr, args);
+  if (cmd == "info" && args.empty())
+    return cmd_info(addr);
+  if (cmd == "version" && args.empty())
+    return cmd_version(addr);
+  if (cmd == "help" || cmd == "--help" || cmd == "-h")
+    return cmd_help(addr, args);
+  usage_error("unknown command or extra arguments: " + cmd);
+}

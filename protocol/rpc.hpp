@@ -1,0 +1,152 @@
+// The typed side of a varlink call: method tables generated from the IDL,
+// decoded calls, and how a handler answers them from any thread.
+#pragma once
+
+#include "protocol/json.hpp"
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace simdjson::dom {
+class element;
+} // namespace simdjson::dom
+
+namespace berth::json {
+struct decode_error;
+} // namespace berth::json
+
+namespace berth::rpc {
+
+class call;
+using call_ptr = std::shared_ptr<call>;
+
+/// Receives the replies of the calls of one connection. Implemented by the
+/// server's connection session; safe to use from any thread.
+class responder {
+public:
+  virtual ~responder() = default;
+  /// Queues one reply message (JSON text, no NUL). `final` ends the call.
+  virtual void deliver(std::string message, bool final) = 0;
+  /// True once the peer hung up or the connection was closed.
+  virtual bool closed() const = 0;
+};
+
+struct method_info;
+
+/// Flags of the call header.
+struct call_flags {
+  bool more = false;
+  bool oneway = false;
+  bool upgrade = false;
+};
+
+/// One decoded call. Exactly one final reply (or error) ends it.
+class call {
+public:
+  /// A call dropped without a final reply closes its connection.
+  virtual ~call();
+
+  const method_info& method() const { return *method_; }
+  const call_flags& flags() const { return flags_; }
+  bool more() const { return flags_.more; }
+
+  /// Sends `{"parameters":<params_json>}`; with `continues` more follow
+  /// (only allowed when the caller asked for `more`).
+  void reply_json(std::string params_json, bool continues = false);
+
+  /// Sends an error reply; ends the call.
+  void fail_json(std::string_view error_name, std::string params_json);
+
+  /// Typed reply: `Out` has an `encode(writer&, const Out&)` overload.
+  template <class Out>
+  void reply(const Out& out, bool continues = false) {
+    json::writer w;
+    encode(w, out);
+    reply_json(w.take(), continues);
+  }
+
+  /// Typed error: `E` names itself through `E::wire_name`.
+  template <class E>
+  void fail(const E& e) {
+    json::writer w;
+    encode(w, e);
+    fail_json(E::wire_name, w.take());
+  }
+
+  /// org.varlink.service.MethodNotImplemented naming this method.
+  void not_implemented();
+
+  /// True once the connection is gone; work for this call can stop.
+  bool cancelled() const { return out_->closed(); }
+
+  /// Runs `f` (on the I/O thread) when the connection hangs up before the
+  /// call ended; runs it at once if that already happened.
+  void on_cancel(std::function<void()> f);
+
+  /// Called by the server when the connection hangs up.
+  void cancel();
+
+  bool finished() const { return finished_.load(); }
+
+  // Set by the server after decoding.
+  void bind(const method_info* m, call_flags f, std::shared_ptr<responder> r) {
+    method_ = m;
+    flags_ = f;
+    out_ = std::move(r);
+  }
+
+private:
+  friend class service;
+  const method_info* method_ = nullptr;
+  call_flags flags_;
+  std::shared_ptr<responder> out_;
+  std::atomic<bool> finished_{false};
+  std::mutex cancel_mtx_;
+  std::function<void()> on_cancel_;
+  bool cancelled_ = false;
+};
+
+/// A call carrying its decoded input struct.
+template <class In>
+class typed_call : public call {
+public:
+  In in;
+};
+
+class service;
+
+struct method_info {
+  std::string_view name;      ///< bare name, e.g. "GetVersion"
+  std::string_view full_name; ///< e.g. "io.podman.GetVersion"
+  size_t index;
+  /// Decodes the `parameters` member (nullptr when absent) into a call.
+  call_ptr (*decode)(const simdjson::dom::element* params,
+                     json::decode_error& err);
+};
+
+struct interface_info {
+  std::string_view name;
+  std::string_view description;
+  std::span<const method_info> methods;
+  /// The method with this bare name, or nullptr.
+  const method_info* find(std::string_view bare_name) const;
+};
+
+/// Base of the generated per-interface service classes: `invoke` routes a
+/// decoded call to the virtual member function of its method.
+class service {
+public:
+  virtual ~service() = default;
+  virtual void invoke(const call_ptr& c) = 0;
+  /// Answers a call whose handler failed unexpectedly. The default closes
+  /// the connection, as the interface may declare no error that fits.
+  virtual void internal_error(const call_ptr& c, const std::string& what);
+};
+
+} // namespace berth::rpc

@@ -1,0 +1,712 @@
+#include "protocol/server.hpp"
+
+#include "protocol/frame.hpp"
+#include "protocol/gen/org_varlink_service.hpp"
+#include "protocol/json_decode.hpp"
+#include "protocol/log.hpp"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <mutex>
+#include <thread>
+
+namespace berth::varlink {
+
+namespace {
+
+// Past this much unsent reply data a session dispatches no further call,
+// and past this much unparsed input it stops reading.
+constexpr size_t out_high_water = 4u << 20;
+constexpr size_t in_high_water = 1u << 20;
+
+std::shared_ptr<spdlog::logger> log() {
+  static auto l = logger("varlink");
+  return l;
+}
+
+std::string error_reply(std::string_view name, std::string_view key,
+                        std::string_view value) {
+  std::string s = "{\"error\":" + json::quote(name) + ",\"parameters\":{";
+  if (!key.empty())
+    s += json::quote(key) + ":" + json::quote(value);
+  s += "}}";
+  return s;
+}
+
+} // namespace
+
+// --- replies from any thread --------------------------------------------------
+
+/// Replies travel from handler threads to the loop through this queue; the
+/// loop is woken by `uv_async_send`, and wake-ups coalesce.
+class reply_queue {
+public:
+  struct item {
+    uint64_t session;
+    std::string msg;
+    bool final;
+  };
+
+  reply_queue(server* srv, uv_async_t* async)
+    : srv_(srv), async_(async), loop_thread_(std::this_thread::get_id()) {
+  }
+
+  void push(uint64_t session, std::string msg, bool final) {
+    if (std::this_thread::get_id() == loop_thread_) {
+      if (srv_)
+        srv_->deliver(session, std::move(msg), final);
+      return;
+    }
+    std::lock_guard guard{mtx_};
+    if (!async_)
+      return;
+    items_.push_back({session, std::move(msg), final});
+    uv_async_send(async_);
+  }
+
+  std::vector<item> take() {
+    std::vector<item> out;
+    std::lock_guard guard{mtx_};
+    out.swap(items_);
+    return out;
+  }
+
+  /// After this, replies are dropped: the server is gone.
+  void detach() {
+    std::lock_guard guard{mtx_};
+    async_ = nullptr;
+    srv_ = nullptr;
+  }
+
+private:
+  std::mutex mtx_;
+  std::vector<item> items_;
+  server* srv_;
+  uv_async_t* async_;
+  std::thread::id loop_thread_;
+};
+
+/// The responder of one connection.
+class link : public rpc::responder {
+public:
+  link(std::shared_ptr<reply_queue> q, uint64_t id)
+    : queue_(std::move(q)), id_(id) {
+  }
+  void deliver(std::string message, bool final) override {
+    queue_->push(id_, std::move(message), final);
+  }
+  bool closed() const override { return closed_.load(); }
+  void close() { closed_ = true; }
+
+private:
+  std::shared_ptr<reply_queue> queue_;
+  uint64_t id_;
+  std::atomic<bool> closed_{false};
+};
+
+struct server::listener {
+  server* srv;
+  address addr;
+  bool is_unix = true;
+  bool owns_file = false; // a socket file we created and remove on exit
+  ino_t inode = 0;
+  uv_stream_t* handle = nullptr;
+};
+
+struct server::binding {
+  const rpc::interface_info* iface;
+  executor exec;
+  std::vector<std::string_view> streams_only;
+};
+
+struct server::parse_state {
+  simdjson::dom::parser parser;
+};
+
+/// org.varlink.service, answered on the loop thread.
+class server::builtin_service : public vsvc::service {
+public:
+  explicit builtin_service(server& s) : srv_(s) {
+  }
+
+  void GetInfo(const rpc::call_ptr& c, const vsvc::GetInfo_in&) override {
+    vsvc::GetInfo_out out;
+    auto& cfg = srv_.cfg_;
+    out.vendor = cfg.vendor;
+    out.product = cfg.product;
+    out.version = cfg.version;
+    out.url = cfg.url;
+    for (auto& b : srv_.ifaces_)
+      out.interfaces.emplace_back(b.iface->name);
+    c->reply(out);
+  }
+
+  void GetInterfaceDescription(
+      const rpc::call_ptr& c,
+      const vsvc::GetInterfaceDescription_in& in) override {
+    for (auto& b : srv_.ifaces_) {
+      if (b.iface->name == in.interface_) {
+        c->reply(vsvc::GetInterfaceDescription_out{
+            std::string{b.iface->description}});
+        return;
+      }
+    }
+    c->fail(vsvc::InterfaceNotFound{in.interface_});
+  }
+
+private:
+  server& srv_;
+};
+
+// --- sessions -------------------------------------------------------------------
+
+/// One connection: reads calls, runs them one at a time in order, writes
+/// their replies in order.
+class session {
+public:
+  session(server& srv, uint64_t id, uv_stream_t* h)
+    : srv_(srv),
+      id_(id),
+      h_(h),
+      in_(srv.cfg_.max_message),
+      link_(std::make_shared<link>(srv.replies_, id)) {
+    h_->data = this;
+  }
+
+  ~session() { delete reinterpret_cast<uv_any_handle*>(h_); }
+
+  uint64_t id() const { return id_; }
+  bool busy() const { return busy_; }
+
+  void start() {
+    uv_read_start(h_, on_alloc, on_read);
+    reading_ = true;
+  }
+
+  /// A reply for the call in flight (an empty final one: the handler gave
+  /// up without replying, so the connection is closed).
+  void on_reply(std::string msg, bool final) {
+    if (!busy_) {
+      log()->warn("dropping a reply with no call in flight");
+      return;
+    }
+    if (!current_flags_.oneway && !msg.empty() && !closing_) {
+      out_ += msg;
+      out_ += '\0';
+    }
+    if (!final) {
+      flush();
+      return;
+    }
+    bool dropped = msg.empty();
+    busy_ = false;
+    current_.reset();
+    srv_.call_finished();
+    if (dropped) {
+      log()->error("closing connection {}: a call ended without a reply",
+                   id_);
+      close();
+      return;
+    }
+    process();
+  }
+
+  /// Finishes the call in flight, then closes (server shutdown).
+  void drain() {
+    draining_ = true;
+    if (auto c = current_.lock(); c && current_flags_.more)
+      c->cancel();
+    process();
+  }
+
+  /// Closes at once; the call in flight is cancelled.
+  void close() {
+    if (closing_)
+      return;
+    closing_ = true;
+    link_->close();
+    if (auto c = current_.lock())
+      c->cancel();
+    uv_close(reinterpret_cast<uv_handle_t*>(h_), [](uv_handle_t* h) {
+      auto* self = static_cast<session*>(h->data);
+      self->srv_.session_closed(self->id_);
+    });
+  }
+
+private:
+  struct write_req {
+    uv_write_t req;
+    std::string data;
+  };
+
+  static void on_alloc(uv_handle_t* h, size_t hint, uv_buf_t* buf) {
+    auto* self = static_cast<session*>(h->data);
+    auto span = self->in_.prepare(hint);
+    *buf = uv_buf_init(span.data(), span.size());
+  }
+
+  static void on_read(uv_stream_t* h, ssize_t n, const uv_buf_t*) {
+    auto* self = static_cast<session*>(h->data);
+    if (n > 0) {
+      self->in_.commit(size_t(n));
+      self->process();
+    } else if (n == UV_EOF) {
+      self->on_eof();
+    } else if (n < 0) {
+      self->close();
+    }
+  }
+
+  // A peer that hung up entirely is gone; one that only shut down its
+  // sending side still gets the replies to what it sent.
+  void on_eof() {
+    uv_os_fd_t fd;
+    uv_fileno(reinterpret_cast<uv_handle_t*>(h_), &fd);
+    pollfd p{fd, POLLOUT, 0};
+    if (poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR))) {
+      close();
+      return;
+    }
+    eof_ = true;
+    set_reading(false);
+    process();
+  }
+
+  void set_reading(bool on) {
+    if (on == reading_ || closing_ || (on && eof_))
+      return;
+    reading_ = on;
+    if (on)
+      uv_read_start(h_, on_alloc, on_read);
+    else
+      uv_read_stop(h_);
+  }
+
+  // Runs queued calls in order while none is in flight.
+  void process() {
+    if (processing_ || closing_)
+      return;
+    processing_ = true;
+    bool exhausted = false;
+    while (!busy_ && !draining_ && !closing_ &&
+           out_.size() < out_high_water) {
+      std::string_view msg;
+      auto st = in_.next(msg);
+      if (st == frame_reader::status::incomplete) {
+        exhausted = true;
+        break;
+      }
+      if (st == frame_reader::status::oversize) {
+        log()->warn("closing connection {}: message over {} bytes", id_,
+                    srv_.cfg_.max_message);
+        close();
+        break;
+      }
+      dispatch(msg);
+    }
+    processing_ = false;
+    if (closing_)
+      return;
+    flush();
+    bool idle = !busy_;
+    // After EOF a partial message can never complete.
+    if (idle && (draining_ || (eof_ && exhausted))) {
+      close_after_flush_ = true;
+      maybe_close();
+      return;
+    }
+    set_reading(in_.buffered() < in_high_water || idle);
+  }
+
+  void reply_now(std::string msg, bool oneway) {
+    if (oneway)
+      return;
+    out_ += msg;
+    out_ += '\0';
+  }
+
+  void dispatch(std::string_view msg) {
+    auto& parser = srv_.parse_->parser;
+    simdjson::dom::element doc;
+    auto err = parser.parse(msg.data(), msg.size(), false).get(doc);
+    simdjson::dom::object call;
+    if (err || doc.get(call) != simdjson::SUCCESS) {
+      log()->warn("closing connection {}: {}", id_,
+                  err ? simdjson::error_message(err)
+                      : "message is not a JSON object");
+      close();
+      return;
+    }
+    rpc::call_flags flags;
+    std::string_view method;
+    const simdjson::dom::element* params = nullptr;
+    simdjson::dom::element params_el;
+    std::string_view bad_key;
+    for (auto [key, value] : call) {
+      if (key == "method") {
+        if (value.get(method) != simdjson::SUCCESS)
+          bad_key = "method";
+      } else if (key == "parameters") {
+        params_el = value;
+        params = value.is_null() ? nullptr : &params_el;
+      } else if (key == "more" || key == "oneway" || key == "upgrade") {
+        bool b = false;
+        if (!value.is_null() && value.get(b) != simdjson::SUCCESS)
+          bad_key = key;
+        (key == "more" ? flags.more
+                       : key == "oneway" ? flags.oneway : flags.upgrade) = b;
+      }
+      // Other header keys are vendor extensions: ignored.
+    }
+    auto dot = method.rfind('.');
+    if (bad_key.empty() && (method.empty() || dot == std::string_view::npos))
+      bad_key = "method";
+    if (!bad_key.empty()) {
+      reply_now(error_reply("org.varlink.service.InvalidParameter",
+                            "parameter", bad_key),
+                flags.oneway);
+      return;
+    }
+    auto iface_name = method.substr(0, dot);
+    auto bare = method.substr(dot + 1);
+    auto* b = srv_.find_binding(iface_name);
+    if (!b) {
+      reply_now(error_reply("org.varlink.service.InterfaceNotFound",
+                            "interface", iface_name),
+                flags.oneway);
+      return;
+    }
+    auto* m = b->iface->find(bare);
+    if (!m) {
+      reply_now(error_reply("org.varlink.service.MethodNotFound", "method",
+                            bare),
+                flags.oneway);
+      return;
+    }
+    json::decode_error derr;
+    auto c = m->decode(params, derr);
+    if (!c) {
+      reply_now(error_reply("org.varlink.service.InvalidParameter",
+                            "parameter", derr.field),
+                flags.oneway);
+      return;
+    }
+    if (!flags.more && std::find(b->streams_only.begin(), b->streams_only.end(),
+                                 bare) != b->streams_only.end()) {
+      reply_now(error_reply("org.varlink.service.ExpectedMore", {}, {}),
+                flags.oneway);
+      return;
+    }
+    c->bind(m, flags, link_);
+    current_ = c;
+    current_flags_ = flags;
+    busy_ = true;
+    srv_.in_flight_++;
+    srv_.calls_total_++;
+    b->exec(c);
+  }
+
+  void flush() {
+    if (writing_ || out_.empty() || closing_)
+      return;
+    // Most replies fit the socket buffer: try the cheap path first.
+    uv_buf_t buf = uv_buf_init(out_.data(), out_.size());
+    int n = uv_try_write(h_, &buf, 1);
+    if (n == int(out_.size())) {
+      out_.clear();
+      maybe_close();
+      return;
+    }
+    if (n < 0 && n != UV_EAGAIN) {
+      close();
+      return;
+    }
+    auto* w = new write_req;
+    w->data = out_.substr(n > 0 ? size_t(n) : 0);
+    out_.clear();
+    w->req.data = this;
+    buf = uv_buf_init(w->data.data(), w->data.size());
+    writing_ = true;
+    uv_write(&w->req, h_, &buf, 1, [](uv_write_t* req, int status) {
+      auto* w = reinterpret_cast<write_req*>(req);
+      auto* self = static_cast<session*>(req->data);
+      delete w;
+      if (status == UV_ECANCELED)
+        return; // closing; the session may be gone already
+      self->writing_ = false;
+      if (status < 0) {
+        self->close();
+        return;
+      }
+      self->flush();
+      self->process();
+    });
+  }
+
+  void maybe_close() {
+    if (close_after_flush_ && !writing_ && out_.empty())
+      close();
+  }
+
+  server& srv_;
+  uint64_t id_;
+  uv_stream_t* h_;
+  frame_reader in_;
+  std::shared_ptr<link> link_;
+  // The call in flight; the session does not keep it alive, so a handler
+  // that drops it unanswered is noticed.
+  std::weak_ptr<rpc::call> current_;
+  rpc::call_flags current_flags_;
+  bool busy_ = false;
+  std::string out_;
+  bool writing_ = false;
+  bool reading_ = false;
+  bool processing_ = false;
+  bool eof_ = false;
+  bool draining_ = false;
+  bool closing_ = false;
+  bool close_after_flush_ = false;
+};
+
+// --- server ---------------------------------------------------------------------
+
+server::server(uv_loop_t* loop, server_config cfg)
+  : loop_(loop), cfg_(std::move(cfg)), parse_(new parse_state) {
+  auto* h = new uv_any_handle;
+  async_ = &h->async;
+  uv_async_init(loop_, async_, [](uv_async_t* a) {
+    static_cast<server*>(a->data)->drain_replies();
+  });
+  async_->data = this;
+  replies_ = std::make_shared<reply_queue>(this, async_);
+  if (auto e = parse_->parser.allocate(cfg_.max_message, cfg_.max_depth))
+    log()->error("json parser: {}", simdjson::error_message(e));
+  builtin_ = std::make_unique<builtin_service>(*this);
+  add_interface(vsvc::info, [this](const rpc::call_ptr& c) {
+    builtin_->invoke(c);
+  });
+}
+
+server::~server() {
+  replies_->detach();
+}
+
+void server::add_interface(const rpc::interface_info& iface, executor exec,
+                           std::vector<std::string_view> streams_only) {
+  ifaces_.push_back({&iface, std::move(exec), std::move(streams_only)});
+}
+
+server::binding* server::find_binding(std::string_view name) {
+  for (auto& b : ifaces_)
+    if (b.iface->name == name)
+      return &b;
+  return nullptr;
+}
+
+bool server::start(std::string& err) {
+  auto add = [&](int fd, address a, bool owns) {
+    auto l = std::make_unique<listener>();
+    l->srv = this;
+    l->addr = std::move(a);
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
+    l->is_unix = ss.ss_family == AF_UNIX;
+    l->owns_file = owns && l->addr.type == address::kind::unix_path;
+    struct stat st;
+    if (l->owns_file && stat(l->addr.path.c_str(), &st) == 0)
+      l->inode = st.st_ino;
+    auto* h = new uv_any_handle;
+    if (l->is_unix) {
+      uv_pipe_init(loop_, &h->pipe, 0);
+      uv_pipe_open(&h->pipe, fd);
+    } else {
+      uv_tcp_init(loop_, &h->tcp);
+      uv_tcp_open(&h->tcp, fd);
+    }
+    l->handle = &h->stream;
+    l->handle->data = l.get();
+    listeners_.push_back(std::move(l));
+  };
+  for (int fd : cfg_.activated_fds)
+    add(fd, address{}, false);
+  if (cfg_.activated_fds.empty()) {
+    for (auto& a : cfg_.addresses) {
+      int fd = listen_on(a, cfg_.socket_mode);
+      if (fd < 0) {
+        err = "listening on " + a.str() + ": " + std::strerror(-fd);
+        close_listeners();
+        return false;
+      }
+      add(fd, a, true);
+    }
+  }
+  for (auto& l : listeners_) {
+    int rc = uv_listen(l->handle, 1024, [](uv_stream_t* h, int status) {
+      auto* l = static_cast<listener*>(h->data);
+      if (status == 0)
+        l->srv->on_connection(*l);
+    });
+    if (rc < 0) {
+      err = "listening on " + l->addr.str() + ": " + uv_strerror(rc);
+      close_listeners();
+      return false;
+    }
+  }
+  update_idle_timer();
+  return true;
+}
+
+void server::on_connection(listener& l) {
+  auto* h = new uv_any_handle;
+  if (l.is_unix) {
+    uv_pipe_init(loop_, &h->pipe, 0);
+  } else {
+    uv_tcp_init(loop_, &h->tcp);
+    uv_tcp_nodelay(&h->tcp, 1);
+  }
+  auto* client = &h->stream;
+  if (uv_accept(l.handle, client) < 0 || stopping_) {
+    uv_close(reinterpret_cast<uv_handle_t*>(client), [](uv_handle_t* h) {
+      delete reinterpret_cast<uv_any_handle*>(h);
+    });
+    return;
+  }
+  auto id = next_session_++;
+  auto s = std::make_unique<session>(*this, id, client);
+  auto* raw = s.get();
+  sessions_.emplace(id, std::move(s));
+  raw->start();
+  update_idle_timer();
+}
+
+void server::deliver(uint64_t id, std::string msg, bool final) {
+  auto it = sessions_.find(id);
+  if (it != sessions_.end()) {
+    it->second->on_reply(std::move(msg), final);
+    return;
+  }
+  // The connection is gone; its call still counted as in flight.
+  if (final)
+    call_finished();
+}
+
+void server::drain_replies() {
+  for (auto& r : replies_->take())
+    deliver(r.session, std::move(r.msg), r.final);
+}
+
+void server::session_closed(uint64_t id) {
+  auto it = sessions_.find(id);
+  if (it == sessions_.end())
+    return;
+  // A call still running keeps counting until its final reply arrives.
+  auto s = std::move(it->second);
+  sessions_.erase(it);
+  s.reset();
+  update_idle_timer();
+  maybe_finish_shutdown();
+}
+
+void server::call_finished() {
+  if (in_flight_ > 0)
+    in_flight_--;
+  update_idle_timer();
+}
+
+void server::update_idle_timer() {
+  if (cfg_.idle_timeout.count() == 0 || stopping_)
+    return;
+  if (!idle_timer_) {
+    idle_timer_ = &(new uv_any_handle)->timer;
+    uv_timer_init(loop_, idle_timer_);
+    idle_timer_->data = this;
+  }
+  bool idle = sessions_.empty() && in_flight_ == 0;
+  if (idle && !uv_is_active(reinterpret_cast<uv_handle_t*>(idle_timer_))) {
+    uv_timer_start(idle_timer_, [](uv_timer_t* t) {
+      auto* self = static_cast<server*>(t->data);
+      log()->info("idle for {} ms, exiting", self->cfg_.idle_timeout.count());
+      if (self->on_idle)
+        self->on_idle();
+    }, cfg_.idle_timeout.count(), 0);
+  } else if (!idle) {
+    uv_timer_stop(idle_timer_);
+  }
+}
+
+void server::close_listeners() {
+  for (auto& l : listeners_) {
+    if (l->owns_file) {
+      // Remove the file only if it is still ours, not a successor's.
+      struct stat st;
+      if (stat(l->addr.path.c_str(), &st) == 0 && st.st_ino == l->inode)
+        unlink(l->addr.path.c_str());
+    }
+    uv_close(reinterpret_cast<uv_handle_t*>(l->handle), [](uv_handle_t* h) {
+      delete reinterpret_cast<uv_any_handle*>(h);
+    });
+  }
+  listeners_.clear();
+}
+
+void server::shutdown(std::function<void()> done) {
+  if (stopping_)
+    return;
+  stopping_ = true;
+  stopped_ = std::move(done);
+  close_listeners();
+  if (idle_timer_)
+    uv_timer_stop(idle_timer_);
+  drain_timer_ = &(new uv_any_handle)->timer;
+  uv_timer_init(loop_, drain_timer_);
+  drain_timer_->data = this;
+  uv_timer_start(drain_timer_, [](uv_timer_t* t) {
+    auto* self = static_cast<server*>(t->data);
+    log()->warn("calls still running after {} ms; closing connections",
+                self->cfg_.drain_timeout.count());
+    std::vector<session*> all;
+    for (auto& [id, s] : self->sessions_)
+      all.push_back(s.get());
+    for (auto* s : all)
+      s->close();
+  }, cfg_.drain_timeout.count(), 0);
+  std::vector<session*> all;
+  for (auto& [id, s] : sessions_)
+    all.push_back(s.get());
+  for (auto* s : all)
+    s->drain();
+  maybe_finish_shutdown();
+}
+
+void server::maybe_finish_shutdown() {
+  if (!stopping_ || !sessions_.empty() || !stopped_)
+    return;
+  replies_->detach();
+  auto close_handle = [](auto*& h) {
+    if (!h)
+      return;
+    uv_close(reinterpret_cast<uv_handle_t*>(h), [](uv_handle_t* h) {
+      delete reinterpret_cast<uv_any_handle*>(h);
+    });
+    h = nullptr;
+  };
+  close_handle(drain_timer_);
+  close_handle(idle_timer_);
+  close_handle(async_);
+  auto done = std::move(stopped_);
+  stopped_ = nullptr;
+  done();
+}
+
+server_stats server::stats() const {
+  return {sessions_.size(), in_flight_, calls_total_};
+}
+
+} // namespace berth::varlink
