@@ -11,7 +11,7 @@ mkdir -p "$1"
 outdir=$(cd "$1" && pwd)
 srcdir=$(cd "$(dirname "$0")" && pwd)
 cd "$srcdir"
-env GOPROXY=off GOFLAGS='-mod=mod -modcacherw' GO111MODULE=on GOWORK=off \
+env GOPROXY=off GOFLAGS='-mod=mod -modcacherw -buildvcs=false' GO111MODULE=on GOWORK=off \
 	GOTOOLCHAIN=local GOSUMDB=off CGO_ENABLED=0 \
 	GOCACHE="$outdir/gocache" GOPATH="$outdir/gopath" \
 	go build -o "$outdir/berth-goclient" .
