@@ -83,7 +83,16 @@ void engine::serve(varlink::server& srv) {
   auto forward = [](caf::actor dst) {
     return [dst](const rpc::call_ptr& c) { caf::anon_send(dst, c); };
   };
-  srv.add_interface(podman::info, forward(impl_->gateway));
+  // A method whose reply is fixed for the daemon's life is answered on the
+  // I/O thread: no actor has anything to add to it.
+  auto fixed = std::make_shared<podman_api>(api_options{});
+  srv.add_interface(podman::info, [fixed, gw = impl_->gateway](
+                                      const rpc::call_ptr& c) {
+    if (c->method().index == size_t(podman::method::GetVersion))
+      fixed->invoke(c);
+    else
+      caf::anon_send(gw, c);
+  });
   if (impl_->certification)
     srv.add_interface(cert::info, forward(impl_->certification),
                       {"Test10"});

@@ -22,18 +22,19 @@ std::span<char> frame_reader::prepare(size_t hint) {
     scan_ -= begin_;
     begin_ = 0;
   }
-  if (buf_.size() > 4 * small_buffer && end_ < small_buffer) {
+  if (buf_.size() > 4 * small_buffer + frame_padding && end_ < small_buffer) {
     std::vector<char> smaller(small_buffer + frame_padding);
     std::memcpy(smaller.data(), buf_.data(), end_);
     buf_.swap(smaller);
   }
-  // One byte past the limit lets `next` see that a message is too long.
-  size_t room = std::min(hint, max_ + 1 - std::min(end_, max_ + 1));
+  // A long message doubles the space; one byte past the limit lets `next`
+  // see that a message is too long.
+  size_t room = std::max(hint, end_);
+  room = std::min(room, max_ + 1 - std::min(end_, max_ + 1));
   room = std::max<size_t>(room, 1);
   size_t need = end_ + room + frame_padding;
   if (buf_.size() < need)
-    buf_.resize(std::max(need, std::min(buf_.size() * 2,
-                                        max_ + 1 + frame_padding)));
+    buf_.resize(need);
   return {buf_.data() + end_, buf_.size() - frame_padding - end_};
 }
 

@@ -20,9 +20,9 @@ public:
 
   explicit frame_reader(size_t max_message = 16u << 20);
 
-  /// Writable space for the next read: at least `hint` bytes unless the
-  /// message size limit caps it.
-  std::span<char> prepare(size_t hint = 16384);
+  /// Writable space for the next read: at least `hint` bytes (more while a
+  /// long message is pending) unless the message size limit caps it.
+  std::span<char> prepare(size_t hint = 4096);
   /// Accounts for `n` bytes read into the span from `prepare`.
   void commit(size_t n);
 

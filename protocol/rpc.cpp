@@ -6,9 +6,10 @@ namespace berth::rpc {
 
 namespace {
 
+// Room for the NUL the connection appends, so that costs no reallocation.
 std::string frame(std::string_view params, bool continues) {
   std::string s;
-  s.reserve(params.size() + 32);
+  s.reserve(params.size() + 34);
   s += "{\"parameters\":";
   s += params;
   if (continues)
@@ -29,7 +30,7 @@ void service::internal_error(const call_ptr& c, const std::string&) {
     c->out_->deliver({}, true);
 }
 
-void call::reply_json(std::string params_json, bool continues) {
+void call::reply_json(std::string_view params_json, bool continues) {
   // `continues` without `more` is a protocol violation: send it as final.
   bool final = !(continues && flags_.more);
   if (final && finished_.exchange(true))

@@ -58,7 +58,7 @@ public:
 
   /// Sends `{"parameters":<params_json>}`; with `continues` more follow
   /// (only allowed when the caller asked for `more`).
-  void reply_json(std::string params_json, bool continues = false);
+  void reply_json(std::string_view params_json, bool continues = false);
 
   /// Sends an error reply; ends the call.
   void fail_json(std::string_view error_name, std::string params_json);

@@ -150,18 +150,25 @@ public:
   void GetInterfaceDescription(
       const rpc::call_ptr& c,
       const vsvc::GetInterfaceDescription_in& in) override {
-    for (auto& b : srv_.ifaces_) {
-      if (b.iface->name == in.interface_) {
-        c->reply(vsvc::GetInterfaceDescription_out{
-            std::string{b.iface->description}});
+    // Descriptions never change: encode each once.
+    auto it = encoded_.find(in.interface_);
+    if (it == encoded_.end()) {
+      auto* b = srv_.find_binding(in.interface_);
+      if (!b) {
+        c->fail(vsvc::InterfaceNotFound{in.interface_});
         return;
       }
+      json::writer w;
+      encode(w, vsvc::GetInterfaceDescription_out{
+                    std::string{b->iface->description}});
+      it = encoded_.emplace(in.interface_, w.take()).first;
     }
-    c->fail(vsvc::InterfaceNotFound{in.interface_});
+    c->reply_json(it->second);
   }
 
 private:
   server& srv_;
+  std::unordered_map<std::string, std::string> encoded_;
 };
 
 // --- sessions -------------------------------------------------------------------
@@ -196,10 +203,8 @@ public:
       log()->warn("dropping a reply with no call in flight");
       return;
     }
-    if (!current_flags_.oneway && !msg.empty() && !closing_) {
-      out_ += msg;
-      out_ += '\0';
-    }
+    if (!current_flags_.oneway && !msg.empty() && !closing_)
+      append_output(std::move(msg));
     if (!final) {
       flush();
       return;
@@ -245,9 +250,11 @@ private:
     std::string data;
   };
 
-  static void on_alloc(uv_handle_t* h, size_t hint, uv_buf_t* buf) {
+  // libuv suggests 64 KiB a read; a small buffer keeps idle connections
+  // cheap, and it grows while a long message arrives.
+  static void on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
     auto* self = static_cast<session*>(h->data);
-    auto span = self->in_.prepare(hint);
+    auto span = self->in_.prepare();
     *buf = uv_buf_init(span.data(), span.size());
   }
 
@@ -325,9 +332,16 @@ private:
   }
 
   void reply_now(std::string msg, bool oneway) {
-    if (oneway)
-      return;
-    out_ += msg;
+    if (!oneway)
+      append_output(std::move(msg));
+  }
+
+  void append_output(std::string msg) {
+    if (out_.empty()) {
+      out_ = std::move(msg);
+    } else {
+      out_ += msg;
+    }
     out_ += '\0';
   }
 
@@ -419,7 +433,7 @@ private:
     uv_buf_t buf = uv_buf_init(out_.data(), out_.size());
     int n = uv_try_write(h_, &buf, 1);
     if (n == int(out_.size())) {
-      out_.clear();
+      clear_output();
       maybe_close();
       return;
     }
@@ -429,7 +443,7 @@ private:
     }
     auto* w = new write_req;
     w->data = out_.substr(n > 0 ? size_t(n) : 0);
-    out_.clear();
+    clear_output();
     w->req.data = this;
     buf = uv_buf_init(w->data.data(), w->data.size());
     writing_ = true;
@@ -447,6 +461,13 @@ private:
       self->flush();
       self->process();
     });
+  }
+
+  // Keeps a small buffer for the next replies, not the largest one seen.
+  void clear_output() {
+    out_.clear();
+    if (out_.capacity() > 16384)
+      out_.shrink_to_fit();
   }
 
   void maybe_close() {

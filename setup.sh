@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Fresh Debian 12 machine to a running berthd: installs the dependencies,
+# builds, and starts the daemon on its default socket in the background.
+set -euo pipefail
+src=$(cd "$(dirname "$0")" && pwd)
+"$src/scripts/deps.sh"
+"$src/scripts/build.sh" "$src/build" -DCMAKE_BUILD_TYPE=Release
+
+runroot=/run/berth
+mkdir -p "$runroot"
+pidfile=$runroot/berthd.pid
+if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null &&
+   grep -q berthd "/proc/$(cat "$pidfile")/cmdline" 2>/dev/null; then
+  echo "stopping the berthd started earlier (pid $(cat "$pidfile"))"
+  kill -TERM "$(cat "$pidfile")"
+  for _ in $(seq 50); do
+    kill -0 "$(cat "$pidfile")" 2>/dev/null || break
+    sleep 0.1
+  done
+fi
+log=/var/log/berthd.log
+nohup "$src/build/cmd/berthd" "$@" >>"$log" 2>&1 </dev/null &
+echo $! >"$pidfile"
+for _ in $(seq 50); do
+  "$src/build/cmd/berth" version >/dev/null 2>&1 && break
+  sleep 0.1
+done
+"$src/build/cmd/berth" version
+echo
+echo "berthd is running (pid $(cat "$pidfile"), log $log) on unix:/run/podman/io.podman"
+echo "try: $src/build/cmd/berth info"
