@@ -113,16 +113,21 @@ class ProtocolTest(DaemonTest):
                 INVALID, {"parameter": "parameters"})
 
     def test_integer_out_of_range(self):
-        c = self.conn()
-        for value in (2 ** 63, -(2 ** 63) - 1, 10 ** 30, 1.5):
-            self.assertError(
-                c.request("io.podman.KillContainer",
-                          {"name": "x", "signal": value}),
-                INVALID, {"parameter": "signal"})
-            self.assertError(
-                c.request("io.podman.CreateContainer",
-                          {"create": {"resources": {"memory": value}}}),
-                INVALID, {"parameter": "create.resources.memory"})
+        # Valid JSON numbers that no int64 holds: InvalidParameter naming the
+        # field, the connection stays open.
+        for value in ("9223372036854775808", "-9223372036854775809",
+                      "18446744073709551616", "1" + "0" * 30, "1.5"):
+            with self.subTest(value=value):
+                c = self.conn()
+                c.send_raw(b'{"method":"io.podman.KillContainer","parameters":'
+                           b'{"name":"x","signal":%s}}\0' % value.encode())
+                self.assertError(c.recv(), INVALID, {"parameter": "signal"})
+                c.send_raw(b'{"method":"io.podman.CreateContainer",'
+                           b'"parameters":{"create":{"resources":'
+                           b'{"memory":%s}}}}\0' % value.encode())
+                self.assertError(c.recv(), INVALID,
+                                 {"parameter": "create.resources.memory"})
+                self.assertVersionReply(c.request("io.podman.GetVersion"))
 
     def test_unknown_parameter_fields_ignored(self):
         c = self.conn()
