@@ -7,9 +7,12 @@ packages=(
   # build
   g++ cmake ninja-build pkg-config python3 git
   libcaf-dev libsimdjson-dev libuv1-dev liburing-dev libspdlog-dev
-  libfmt-dev libboost-test-dev
+  libfmt-dev libboost-test-dev libsqlite3-dev libarchive-dev libzstd-dev
+  libcurl4-openssl-dev libssl-dev
   # tests: independent varlink clients, the fuzzer's compiler and runtime
   golang-go golang-github-varlink-go-dev varlink-go clang libclang-rt-14-dev
+  # tests: a real registry on loopback and image fixtures built offline
+  docker-registry skopeo umoci busybox-static mmdebstrap
 )
 
 apt_install() {
