@@ -1,0 +1,18 @@
+// The images actor: owns the image store, serves the io.podman image
+// methods and runs one pull worker per reference in flight.
+#pragma once
+
+#include <caf/fwd.hpp>
+
+#include <string>
+
+namespace berth::actors {
+
+struct image_options {
+  std::string root;
+  std::string registries_conf;
+};
+
+caf::behavior images_actor(caf::event_based_actor* self, image_options opts);
+
+} // namespace berth::actors

@@ -1,0 +1,404 @@
+#include "storage/image_store.hpp"
+
+#include "storage/digest.hpp"
+#include "storage/store.hpp"
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <dirent.h>
+#include <fcntl.h>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace berth::storage {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* schema = R"(
+CREATE TABLE IF NOT EXISTS images (
+  id TEXT PRIMARY KEY,
+  manifest_digest TEXT NOT NULL,
+  manifest_type TEXT NOT NULL,
+  created TEXT NOT NULL,
+  added INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS image_names (
+  name TEXT PRIMARY KEY,
+  image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE
+);
+CREATE TABLE IF NOT EXISTS layers (
+  chain_id TEXT PRIMARY KEY,
+  diff_id TEXT NOT NULL,
+  blob TEXT NOT NULL,
+  media_type TEXT NOT NULL,
+  size INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS image_layers (
+  image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+  position INTEGER NOT NULL,
+  chain_id TEXT NOT NULL REFERENCES layers(chain_id),
+  PRIMARY KEY (image_id, position)
+);
+CREATE INDEX IF NOT EXISTS image_names_by_image ON image_names(image_id);
+CREATE INDEX IF NOT EXISTS image_layers_by_layer ON image_layers(chain_id);
+)";
+
+bool is_hex(std::string_view s) {
+  return !s.empty() && s.find_first_not_of("0123456789abcdef") ==
+                           std::string_view::npos;
+}
+
+std::string hex_of(const std::string& digest) {
+  auto colon = digest.find(':');
+  return colon == std::string::npos ? digest : digest.substr(colon + 1);
+}
+
+bool fsync_path(const std::string& path, int flags) {
+  int fd = ::open(path.c_str(), flags | O_CLOEXEC);
+  if (fd < 0)
+    return false;
+  bool ok = fsync(fd) == 0;
+  ::close(fd);
+  return ok;
+}
+
+// Names a short reference may stand for, most specific first.
+std::vector<std::string> candidates(const std::string& name) {
+  auto slash = name.rfind('/');
+  auto colon = name.rfind(':');
+  bool tagged = colon != std::string::npos &&
+                (slash == std::string::npos || colon > slash);
+  bool digested = name.find('@') != std::string::npos;
+  std::string full = name;
+  if (!tagged && !digested)
+    full += ":latest";
+  std::vector<std::string> out{full, "localhost/" + full};
+  auto first = name.substr(0, name.find('/'));
+  bool has_registry = name.find('/') != std::string::npos &&
+                      (first.find_first_of(".:") != std::string::npos ||
+                       first == "localhost");
+  if (!has_registry) {
+    if (name.find('/') == std::string::npos)
+      out.push_back("docker.io/library/" + full);
+    out.push_back("docker.io/" + full);
+  }
+  return out;
+}
+
+} // namespace
+
+std::string chain_id(const std::string& parent_chain,
+                     const std::string& diff_id) {
+  if (parent_chain.empty())
+    return hex_of(diff_id);
+  sha256 h;
+  auto text = "sha256:" + parent_chain + " " + diff_id;
+  h.update(text.data(), text.size());
+  return h.hex();
+}
+
+bool image_store::open(const std::string& root, std::string& err) {
+  root_ = root;
+  for (auto* sub : {"", "/blobs/sha256", "/layers", "/tmp"}) {
+    if (!make_dirs(root_ + sub, 0700)) {
+      err = "creating " + root_ + sub + ": " + std::strerror(errno);
+      return false;
+    }
+  }
+  if (!db_.open(root_ + "/state.db", err) || !migrate(err))
+    return false;
+  reconcile();
+  return true;
+}
+
+bool image_store::migrate(std::string& err) {
+  if (!db_.exec(schema, err)) {
+    err = "creating the image tables: " + err;
+    return false;
+  }
+  return true;
+}
+
+// Removes temporary files and layer directories that no committed image
+// owns: the remains of operations a crash interrupted.
+void image_store::reconcile() {
+  std::error_code ec;
+  for (auto& e : fs::directory_iterator(root_ + "/tmp", ec))
+    fs::remove_all(e.path(), ec);
+  std::set<std::string> known;
+  statement s{db_, "SELECT chain_id FROM layers"};
+  while (s.step())
+    known.insert(s.text(0));
+  for (auto& e : fs::directory_iterator(root_ + "/layers", ec)) {
+    if (!known.count(e.path().filename().string()))
+      fs::remove_all(e.path(), ec);
+  }
+  for (auto& e : fs::directory_iterator(root_ + "/blobs/sha256", ec)) {
+    if (e.path().filename().string().starts_with(".tmp"))
+      fs::remove(e.path(), ec);
+  }
+}
+
+std::string image_store::blob_path(const std::string& digest) const {
+  return root_ + "/blobs/sha256/" + hex_of(digest);
+}
+
+std::string image_store::layer_path(const std::string& chain) const {
+  return root_ + "/layers/" + chain;
+}
+
+std::string image_store::make_temp_dir(std::string& err) const {
+  std::string tmpl = root_ + "/tmp/work-XXXXXX";
+  if (!mkdtemp(tmpl.data())) {
+    err = "creating a temporary directory: " + std::string{strerror(errno)};
+    return {};
+  }
+  return tmpl;
+}
+
+bool image_store::has_blob(const std::string& digest) const {
+  struct stat st;
+  return stat(blob_path(digest).c_str(), &st) == 0;
+}
+
+bool image_store::put_blob(const std::string& digest, const std::string& file,
+                           std::string& err) {
+  auto dest = blob_path(digest);
+  if (!fsync_path(file, O_RDONLY) || rename(file.c_str(), dest.c_str()) < 0 ||
+      !fsync_path(root_ + "/blobs/sha256", O_RDONLY | O_DIRECTORY)) {
+    err = "storing blob " + digest + ": " + std::strerror(errno);
+    return false;
+  }
+  return true;
+}
+
+bool image_store::read_blob(const std::string& digest, std::string& out,
+                            std::string& err) const {
+  std::ifstream in{blob_path(digest), std::ios::binary};
+  if (!in) {
+    err = "reading blob " + digest + ": " + std::strerror(errno);
+    return false;
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  out = ss.str();
+  return true;
+}
+
+bool image_store::has_layer(const std::string& chain) {
+  statement s{db_, "SELECT 1 FROM layers WHERE chain_id = ?"};
+  s.bind(1, chain);
+  return s.step();
+}
+
+bool image_store::put_layer(const std::string& chain, const std::string& dir,
+                            std::string& err) {
+  auto dest = layer_path(chain);
+  // The whole tree must be on disk before the rename publishes it.
+  ::sync();
+  if (rename(dir.c_str(), dest.c_str()) < 0) {
+    if (errno == EEXIST || errno == ENOTEMPTY) {
+      // Another pull unpacked the same layer first: keep theirs.
+      std::error_code ec;
+      fs::remove_all(dir, ec);
+      return true;
+    }
+    err = "storing layer " + chain + ": " + std::strerror(errno);
+    return false;
+  }
+  return fsync_path(root_ + "/layers", O_RDONLY | O_DIRECTORY) ||
+         (err = "syncing layers: " + std::string{strerror(errno)}, false);
+}
+
+bool image_store::commit_image(const image_record& img, std::string& err) {
+  transaction tx{db_};
+  statement add{db_, "INSERT OR IGNORE INTO images "
+                     "(id, manifest_digest, manifest_type, created, added) "
+                     "VALUES (?, ?, ?, ?, strftime('%s','now'))"};
+  add.bind(1, img.id).bind(2, img.manifest_digest).bind(3, img.manifest_type)
+      .bind(4, img.created);
+  bool ok = add.run();
+  for (size_t i = 0; ok && i < img.layers.size(); ++i) {
+    auto& l = img.layers[i];
+    statement layer{db_, "INSERT OR IGNORE INTO layers "
+                         "(chain_id, diff_id, blob, media_type, size) "
+                         "VALUES (?, ?, ?, ?, ?)"};
+    layer.bind(1, l.chain_id).bind(2, l.diff_id).bind(3, l.blob)
+        .bind(4, l.media_type).bind(5, l.size);
+    statement link{db_, "INSERT OR IGNORE INTO image_layers "
+                        "(image_id, position, chain_id) VALUES (?, ?, ?)"};
+    link.bind(1, img.id).bind(2, int64_t(i)).bind(3, l.chain_id);
+    ok = layer.run() && link.run();
+  }
+  for (size_t i = 0; ok && i < img.names.size(); ++i) {
+    statement name{db_, "INSERT OR REPLACE INTO image_names (name, image_id) "
+                        "VALUES (?, ?)"};
+    name.bind(1, img.names[i]).bind(2, img.id);
+    ok = name.run();
+  }
+  if (!ok) {
+    err = "recording image " + img.id + ": " + db_.last_error();
+    return false;
+  }
+  return tx.commit(err);
+}
+
+void image_store::load(statement& s, image_record& out) {
+  out = {};
+  out.id = s.text(0);
+  out.manifest_digest = s.text(1);
+  out.manifest_type = s.text(2);
+  out.created = s.text(3);
+  statement names{db_, "SELECT name FROM image_names WHERE image_id = ? "
+                       "ORDER BY name"};
+  names.bind(1, out.id);
+  while (names.step())
+    out.names.push_back(names.text(0));
+  statement layers{db_, "SELECT l.chain_id, l.diff_id, l.blob, l.media_type,"
+                        " l.size FROM image_layers il JOIN layers l "
+                        "ON l.chain_id = il.chain_id WHERE il.image_id = ? "
+                        "ORDER BY il.position"};
+  layers.bind(1, out.id);
+  while (layers.step()) {
+    out.layers.push_back({layers.text(0), layers.text(1), layers.text(2),
+                          layers.text(3), layers.integer(4)});
+    out.size += out.layers.back().size;
+  }
+}
+
+bool image_store::get(const std::string& id, image_record& out) {
+  statement s{db_, "SELECT id, manifest_digest, manifest_type, created "
+                   "FROM images WHERE id = ?"};
+  s.bind(1, id);
+  if (!s.step())
+    return false;
+  load(s, out);
+  return true;
+}
+
+std::vector<image_record> image_store::list() {
+  std::vector<image_record> out;
+  statement s{db_, "SELECT id, manifest_digest, manifest_type, created "
+                   "FROM images ORDER BY added, id"};
+  while (s.step())
+    load(s, out.emplace_back());
+  return out;
+}
+
+lookup image_store::resolve(const std::string& given, image_record& out,
+                            std::string& why) {
+  std::string name = given;
+  for (auto* prefix : {"docker://", "containers-storage:"})
+    if (name.starts_with(prefix))
+      name = name.substr(std::strlen(prefix));
+  auto id = name.starts_with("sha256:") ? name.substr(7) : name;
+  if (id.size() == 64 && is_hex(id) && get(id, out))
+    return lookup::found;
+  statement by_name{db_, "SELECT image_id FROM image_names WHERE name = ?"};
+  for (auto& cand : candidates(name)) {
+    by_name.reset();
+    by_name.bind(1, cand);
+    if (by_name.step() && get(by_name.text(0), out))
+      return lookup::found;
+  }
+  if (is_hex(id) && id.size() < 64) {
+    statement prefix{db_, "SELECT id FROM images WHERE substr(id, 1, ?) = ?"};
+    prefix.bind(1, int64_t(id.size())).bind(2, id);
+    std::vector<std::string> hits;
+    while (prefix.step())
+      hits.push_back(prefix.text(0));
+    if (hits.size() > 1) {
+      why = "more than one image matches ID prefix " + id;
+      return lookup::ambiguous;
+    }
+    if (hits.size() == 1 && get(hits[0], out))
+      return lookup::found;
+  }
+  // A short name matches the end of a stored name: "busybox" is
+  // "127.0.0.1:5000/busybox:latest" when only that one is here.
+  auto tail = "/" + candidates(name).front();
+  statement all{db_, "SELECT name, image_id FROM image_names"};
+  std::set<std::string> hits;
+  while (all.step())
+    if (all.text(0).ends_with(tail))
+      hits.insert(all.text(1));
+  if (hits.size() == 1 && get(*hits.begin(), out))
+    return lookup::found;
+  if (hits.size() > 1) {
+    why = "more than one image matches " + given;
+    return lookup::ambiguous;
+  }
+  why = "unable to find '" + given + "' in local storage: no such image";
+  return lookup::not_found;
+}
+
+bool image_store::tag(const std::string& id, const std::string& name,
+                      std::string& err) {
+  statement s{db_, "INSERT OR REPLACE INTO image_names (name, image_id) "
+                   "VALUES (?, ?)"};
+  s.bind(1, name).bind(2, id);
+  if (!s.run()) {
+    err = "tagging " + id + " as " + name + ": " + db_.last_error();
+    return false;
+  }
+  return true;
+}
+
+bool image_store::untag(const std::string& name, std::string& err) {
+  statement s{db_, "DELETE FROM image_names WHERE name = ?"};
+  s.bind(1, name);
+  if (!s.run()) {
+    err = "untagging " + name + ": " + db_.last_error();
+    return false;
+  }
+  return db_.changes() > 0;
+}
+
+bool image_store::remove(const std::string& id, std::string& err) {
+  std::vector<std::string> orphans, blobs{"sha256:" + id};
+  {
+    transaction tx{db_};
+    statement manifest{db_, "SELECT manifest_digest FROM images i WHERE id = ?"
+                            " AND NOT EXISTS (SELECT 1 FROM images o WHERE "
+                            "o.id != i.id AND o.manifest_digest = "
+                            "i.manifest_digest)"};
+    manifest.bind(1, id);
+    if (manifest.step())
+      blobs.push_back(manifest.text(0));
+    statement del{db_, "DELETE FROM images WHERE id = ?"};
+    del.bind(1, id);
+    statement unused{db_, "SELECT chain_id, blob FROM layers WHERE chain_id "
+                          "NOT IN "
+                          "(SELECT chain_id FROM image_layers)"};
+    bool ok = del.run();
+    while (ok && unused.step()) {
+      orphans.push_back(unused.text(0));
+      blobs.push_back(unused.text(1));
+    }
+    statement drop{db_, "DELETE FROM layers WHERE chain_id NOT IN "
+                        "(SELECT chain_id FROM image_layers)"};
+    if (!ok || !drop.run()) {
+      err = "removing image " + id + ": " + db_.last_error();
+      return false;
+    }
+    if (!tx.commit(err))
+      return false;
+  }
+  // Files go after the commit; a crash in between leaves directories that
+  // the next `open` removes.
+  std::error_code ec;
+  for (auto& chain : orphans)
+    fs::remove_all(layer_path(chain), ec);
+  for (auto& blob : blobs)
+    fs::remove(blob_path(blob), ec);
+  return true;
+}
+
+} // namespace berth::storage

@@ -1,0 +1,90 @@
+// The image store: images, their names and layers in state.db, blobs under
+// blobs/sha256/, unpacked layers under layers/<chain id>/diff. Every change
+// is one transaction; files are in place (written, synced, renamed) before
+// the transaction that makes them visible, and `open` removes whatever a
+// crash left half done.
+#pragma once
+
+#include "storage/sqlite.hpp"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace berth::storage {
+
+struct layer_record {
+  std::string chain_id;  ///< hex; identifies the unpacked layer
+  std::string diff_id;   ///< "sha256:..." of the uncompressed tar
+  std::string blob;      ///< "sha256:..." of the compressed blob
+  std::string media_type;
+  int64_t size = 0;      ///< unpacked bytes
+};
+
+struct image_record {
+  std::string id; ///< hex of the config digest
+  std::vector<std::string> names;
+  std::string manifest_digest; ///< "sha256:..."
+  std::string manifest_type;
+  std::string created; ///< RFC 3339, from the config
+  int64_t size = 0;    ///< sum of the layers' unpacked sizes
+  std::vector<layer_record> layers; ///< bottom first
+};
+
+enum class lookup { found, not_found, ambiguous };
+
+class image_store {
+public:
+  /// Opens the store under `root`, creating it, and cleans up what an
+  /// interrupted operation left behind.
+  bool open(const std::string& root, std::string& err);
+
+  const std::string& root() const { return root_; }
+  std::string blob_path(const std::string& digest) const;
+  std::string layer_path(const std::string& chain_id) const;
+  /// A fresh directory for downloads and unpacking, removed on `open`.
+  std::string make_temp_dir(std::string& err) const;
+  /// Moves a verified file into the blob store (fsync, rename).
+  bool put_blob(const std::string& digest, const std::string& file,
+                std::string& err);
+  bool has_blob(const std::string& digest) const;
+  bool has_layer(const std::string& chain_id);
+  /// Moves an unpacked directory into place as layer `chain_id`; it
+  /// becomes visible only with the image that uses it.
+  bool put_layer(const std::string& chain_id, const std::string& dir,
+                 std::string& err);
+
+  /// Records an image (or adds names to it); names move from any image
+  /// that had them.
+  bool commit_image(const image_record& img, std::string& err);
+
+  /// Resolves a reference as podman does (wire-names §6.1).
+  lookup resolve(const std::string& name, image_record& out,
+                 std::string& why);
+  bool get(const std::string& id, image_record& out);
+  std::vector<image_record> list();
+
+  bool tag(const std::string& id, const std::string& name, std::string& err);
+  /// Removes one name; false if no image has it.
+  bool untag(const std::string& name, std::string& err);
+  /// Removes an image and the layers no other image uses.
+  bool remove(const std::string& id, std::string& err);
+
+  /// Reads a blob's contents.
+  bool read_blob(const std::string& digest, std::string& out,
+                 std::string& err) const;
+
+private:
+  bool migrate(std::string& err);
+  void reconcile();
+  void load(statement& s, image_record& out);
+
+  std::string root_;
+  database db_;
+};
+
+/// The chain ID of a layer given its parent's chain ID ("" for the base).
+std::string chain_id(const std::string& parent_chain,
+                     const std::string& diff_id);
+
+} // namespace berth::storage
