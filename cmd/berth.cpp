@@ -1,5 +1,5 @@
 // berth: the command-line client of berthd.
-#include "protocol/client.hpp"
+#include "cmd/cli.hpp"
 #include "protocol/json_decode.hpp"
 
 #include <cstdlib>
@@ -11,6 +11,7 @@
 namespace {
 
 using namespace berth;
+using namespace berth::cli;
 
 constexpr const char* default_address = "unix:/run/podman/io.podman";
 
@@ -26,6 +27,14 @@ Commands:
   help [INTERFACE]   without INTERFACE this text and the interfaces the
                      server offers; with it, the interface's description
 
+Images:
+  pull [--tls-verify=false] [--creds USER:PASS] [--cert-dir DIR] [-q] NAME
+  images [-q] [--format json]
+  rmi [-f] NAME...
+  tag IMAGE NAME...
+  history IMAGE
+  image inspect IMAGE...
+
 Options:
   --address ADDR     daemon address (default: $BERTH_ADDRESS, else
                      $PODMAN_VARLINK_ADDRESS, else unix:/run/podman/io.podman)
@@ -33,56 +42,6 @@ Options:
 Exit status: 0 success, 1 usage or connection failure, 2 the server answered
 with an error, printed as its name and parameters.
 )";
-
-enum exit_code { ok = 0, failure = 1, remote_error = 2 };
-
-[[noreturn]] void usage_error(const std::string& msg) {
-  std::cerr << "berth: " << msg << "\nTry 'berth help'.\n";
-  std::exit(failure);
-}
-
-struct session {
-  varlink::client conn;
-
-  explicit session(const std::string& addr) {
-    auto a = varlink::address::parse(addr);
-    if (!a)
-      usage_error("invalid address: " + addr);
-    std::string err;
-    if (!conn.connect(*a, err)) {
-      std::cerr << "berth: " << err << '\n';
-      std::exit(failure);
-    }
-  }
-
-  // Sends a call and returns its first reply; exits on failure.
-  varlink::reply call(std::string_view method, std::string_view params,
-                      rpc::call_flags flags = {}) {
-    varlink::reply r;
-    std::string err;
-    if (!conn.send(method, params, flags) || !conn.receive(r, err)) {
-      std::cerr << "berth: " << method << ": "
-                << (err.empty() ? "connection lost" : err) << '\n';
-      std::exit(failure);
-    }
-    return r;
-  }
-
-  varlink::reply next() {
-    varlink::reply r;
-    std::string err;
-    if (!conn.receive(r, err)) {
-      std::cerr << "berth: " << err << '\n';
-      std::exit(failure);
-    }
-    return r;
-  }
-};
-
-int print_error(const varlink::reply& r) {
-  std::cerr << r.error << ' ' << r.parameters << '\n';
-  return remote_error;
-}
 
 std::string full_method(const std::string& m) {
   return m.find('.') == std::string::npos ? "io.podman." + m : m;
@@ -266,5 +225,7 @@ int main(int argc, char** argv) {
     return cmd_version(addr);
   if (cmd == "help" || cmd == "--help" || cmd == "-h")
     return cmd_help(addr, args);
+  if (is_image_command(cmd))
+    return image_command(addr, cmd, args);
   usage_error("unknown command or extra arguments: " + cmd);
 }
