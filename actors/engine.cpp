@@ -1,6 +1,7 @@
 #include "actors/engine.hpp"
 
 #include "actors/certification.hpp"
+#include "actors/images.hpp"
 #include "actors/podman_api.hpp"
 #include "protocol/log.hpp"
 #include "protocol/server.hpp"
@@ -15,28 +16,65 @@ namespace berth::actors {
 
 namespace {
 
-/// Runs the calls of one interface, one at a time, in the actor's context.
-/// A handler that throws answers its call through `internal_error` and the
-/// actor carries on with the next call.
-caf::behavior service_actor(caf::event_based_actor* self,
-                            std::shared_ptr<rpc::service> impl) {
+/// Runs a call; a handler that throws answers it through `internal_error`
+/// and the actor carries on with the next call.
+void run_call(rpc::service& impl, const rpc::call_ptr& c) {
+  logger("gateway")->trace("call method={}", c->method().full_name);
+  try {
+    impl.invoke(c);
+  } catch (const std::exception& e) {
+    logger("gateway")->error("{} failed: {}", c->method().full_name,
+                             e.what());
+    impl.internal_error(c, e.what());
+  }
+}
+
+void log_unexpected(caf::event_based_actor* self) {
   self->set_default_handler([](caf::scheduled_actor*, caf::message_view&) {
     logger("gateway")->warn("unexpected message to a service actor");
     return caf::sec::unexpected_message;
   });
+}
+
+/// Runs the calls of one interface, one at a time, in the actor's context.
+caf::behavior service_actor(caf::event_based_actor* self,
+                            std::shared_ptr<rpc::service> impl) {
+  log_unexpected(self);
   return {
-    [impl](const rpc::call_ptr& c) {
-      logger("gateway")->trace("call method={}", c->method().full_name);
-      try {
-        impl->invoke(c);
-      } catch (const std::exception& e) {
-        logger("gateway")->error("{} failed: {}", c->method().full_name,
-                                 e.what());
-        impl->internal_error(c, e.what());
-      }
+    [impl](const rpc::call_ptr& c) { run_call(*impl, c); },
+  };
+}
+
+/// Serves the io.podman methods that belong to no other actor; GetInfo
+/// gathers the stores' counts first.
+caf::behavior gateway_actor(caf::event_based_actor* self,
+                            std::shared_ptr<podman_api> api,
+                            caf::actor images) {
+  log_unexpected(self);
+  auto info = [=](const rpc::call_ptr& c) {
+    self->request(images, std::chrono::seconds{10}, count_atom::value)
+        .then([=](int64_t n) { api->info(c, 0, n); },
+              [=](caf::error& e) {
+                c->fail(podman::ErrorOccurred{"getting info: counting "
+                                              "images: " +
+                                              self->system().render(e)});
+              });
+  };
+  return {
+    [=](const rpc::call_ptr& c) {
+      if (c->method().index == size_t(podman::method::GetInfo))
+        return info(c);
+      run_call(*api, c);
     },
   };
 }
+
+// The io.podman methods the images actor serves.
+constexpr std::string_view image_methods[] = {
+  "DeleteUnusedImages", "GetImage", "HistoryImage", "ImageExists",
+  "ImagesPrune", "InspectImage", "ListImages", "PullImage", "RemoveImage",
+  "TagImage",
+};
 
 size_t thread_count(size_t wanted) {
   if (wanted > 0)
@@ -59,13 +97,16 @@ struct engine::impl {
   caf::actor_system_config cfg;
   caf::actor_system sys;
   caf::actor gateway;
+  caf::actor images;
   caf::actor certification;
 
   explicit impl(engine_options o)
     : opts(std::move(o)), sys(configure(cfg, opts)) {
+    images = sys.spawn(images_actor,
+                       image_options{opts.root, opts.registries_conf});
     auto api = std::make_shared<podman_api>(
         api_options{opts.root, opts.runroot, opts.registries_conf});
-    gateway = sys.spawn(service_actor, std::move(api));
+    gateway = sys.spawn(gateway_actor, std::move(api), images);
     if (opts.certification)
       certification = sys.spawn(service_actor,
                                 std::make_shared<actors::certification>());
@@ -86,12 +127,16 @@ void engine::serve(varlink::server& srv) {
   // A method whose reply is fixed for the daemon's life is answered on the
   // I/O thread: no actor has anything to add to it.
   auto fixed = std::make_shared<podman_api>(api_options{});
-  srv.add_interface(podman::info, [fixed, gw = impl_->gateway](
-                                      const rpc::call_ptr& c) {
-    if (c->method().index == size_t(podman::method::GetVersion))
+  // Each method goes to the actor that owns its part of the engine.
+  std::vector<caf::actor> owner(podman::info.methods.size(), impl_->gateway);
+  for (auto name : image_methods)
+    owner[podman::info.find(name)->index] = impl_->images;
+  srv.add_interface(podman::info, [fixed, owner](const rpc::call_ptr& c) {
+    auto i = c->method().index;
+    if (i == size_t(podman::method::GetVersion))
       fixed->invoke(c);
     else
-      caf::anon_send(gw, c);
+      caf::anon_send(owner[i], c);
   });
   if (impl_->certification)
     srv.add_interface(cert::info, forward(impl_->certification),
@@ -101,7 +146,7 @@ void engine::serve(varlink::server& srv) {
 void engine::stop() {
   if (!impl_)
     return;
-  for (auto* a : {&impl_->gateway, &impl_->certification}) {
+  for (auto* a : {&impl_->gateway, &impl_->images, &impl_->certification}) {
     if (*a)
       caf::anon_send_exit(*a, caf::exit_reason::user_shutdown);
     *a = nullptr;

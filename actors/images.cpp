@@ -74,6 +74,7 @@ public:
   }
 
   bool open(std::string& err) { return store_.open(opts_.root, err); }
+  int64_t count() { return store_.count(); }
 
   void internal_error(const rpc::call_ptr& c,
                       const std::string& what) override {
@@ -504,6 +505,7 @@ caf::behavior images_actor(caf::event_based_actor* self, image_options opts) {
     [api](leave_atom, const std::string& key, uint64_t id) {
       api->leave(key, id);
     },
+    [api](count_atom) { return api->count(); },
   };
 }
 

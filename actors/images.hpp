@@ -2,11 +2,15 @@
 // methods and runs one pull worker per reference in flight.
 #pragma once
 
+#include <caf/atom.hpp>
 #include <caf/fwd.hpp>
 
 #include <string>
 
 namespace berth::actors {
+
+/// Asks the images actor how many images it stores (replies int64_t).
+using count_atom = caf::atom_constant<caf::atom("count")>;
 
 struct image_options {
   std::string root;

@@ -54,7 +54,8 @@ void podman_api::GetVersion(const rpc::call_ptr& c,
   c->reply(reply);
 }
 
-void podman_api::GetInfo(const rpc::call_ptr& c, const podman::GetInfo_in&) {
+void podman_api::info(const rpc::call_ptr& c, int64_t containers,
+                      int64_t images) {
   storage::registries_conf regs;
   std::string err;
   if (!storage::load_registries_conf(opts_.registries_conf, regs, err)) {
@@ -80,9 +81,8 @@ void podman_api::GetInfo(const rpc::call_ptr& c, const podman::GetInfo_in&) {
   info.registries = regs.search;
   info.insecure_registries = regs.insecure();
   auto& s = info.store;
-  // No container or image can exist before the stores that hold them.
-  s.containers = 0;
-  s.images = 0;
+  s.containers = containers;
+  s.images = images;
   s.graph_driver_name = store.graph_driver;
   s.graph_driver_options = "";
   s.graph_root = opts_.root;

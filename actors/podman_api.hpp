@@ -20,7 +20,9 @@ public:
 
   void GetVersion(const rpc::call_ptr& c,
                   const podman::GetVersion_in& in) override;
-  void GetInfo(const rpc::call_ptr& c, const podman::GetInfo_in& in) override;
+  /// GetInfo needs the stores' counts: the gateway gathers them and calls
+  /// `info`.
+  void info(const rpc::call_ptr& c, int64_t containers, int64_t images);
   void internal_error(const rpc::call_ptr& c,
                       const std::string& what) override;
 

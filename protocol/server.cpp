@@ -203,13 +203,13 @@ public:
       log()->warn("dropping a reply with no call in flight");
       return;
     }
-    if (!current_flags_.oneway && !msg.empty() && !closing_)
+    bool dropped = msg.empty();
+    if (!current_flags_.oneway && !dropped && !closing_)
       append_output(std::move(msg));
     if (!final) {
       flush();
       return;
     }
-    bool dropped = msg.empty();
     busy_ = false;
     current_.reset();
     srv_.call_finished();

@@ -73,7 +73,8 @@ bool parse_image_config(std::string_view json, image_config& out,
   if (doc["history"].get(hist) == simdjson::SUCCESS) {
     for (auto h : hist) {
       bool empty = false;
-      h["empty_layer"].get(empty);
+      if (h["empty_layer"].get(empty) != simdjson::SUCCESS)
+        empty = false;
       out.history.push_back({str(h, "created"), str(h, "created_by"),
                              str(h, "author"), str(h, "comment"), empty});
     }
@@ -105,7 +106,8 @@ bool parse_image_manifest(std::string_view json, image_manifest& out,
   }
   for (auto l : layers) {
     manifest_layer ml{str(l, "digest"), str(l, "mediaType"), 0};
-    l["size"].get(ml.size);
+    if (l["size"].get(ml.size) != simdjson::SUCCESS)
+      ml.size = 0;
     out.layers.push_back(std::move(ml));
   }
   if (out.config_digest.empty()) {

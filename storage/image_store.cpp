@@ -292,6 +292,11 @@ std::vector<image_record> image_store::list() {
   return out;
 }
 
+int64_t image_store::count() {
+  statement s{db_, "SELECT count(*) FROM images"};
+  return s.step() ? s.integer(0) : 0;
+}
+
 lookup image_store::resolve(const std::string& given, image_record& out,
                             std::string& why) {
   std::string name = given;

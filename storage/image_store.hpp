@@ -63,6 +63,7 @@ public:
                  std::string& why);
   bool get(const std::string& id, image_record& out);
   std::vector<image_record> list();
+  int64_t count();
 
   bool tag(const std::string& id, const std::string& name, std::string& err);
   /// Removes one name; false if no image has it.
