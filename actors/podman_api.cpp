@@ -4,14 +4,13 @@
 #include "storage/registries.hpp"
 #include "storage/store.hpp"
 
+#include <cerrno>
+#include <cstring>
 #include <ctime>
+#include <sys/stat.h>
+#include <unistd.h>
 
-#ifndef BERTH_GIT_COMMIT
-#define BERTH_GIT_COMMIT ""
-#endif
-#ifndef BERTH_BUILD_EPOCH
-#define BERTH_BUILD_EPOCH 0
-#endif
+#include "actors/build_info.hpp"
 
 namespace berth::actors {
 
@@ -41,6 +40,66 @@ podman::GetVersion_out version_info() {
 }
 
 podman_api::podman_api(api_options opts) : opts_(std::move(opts)) {
+}
+
+namespace {
+
+template <class Out>
+std::string encoded(const Out& out) {
+  json::writer w;
+  encode(w, out);
+  return w.take();
+}
+
+bool needs_upgrade(const rpc::call_ptr& c, const char* what) {
+  if (c->flags().upgrade)
+    return true;
+  c->fail(podman::ErrorOccurred{
+      std::string{"client must use upgraded connection to "} + what});
+  return false;
+}
+
+} // namespace
+
+void podman_api::SendFile(const rpc::call_ptr& c,
+                          const podman::SendFile_in& in) {
+  if (!needs_upgrade(c, "send files"))
+    return;
+  if (in.length < 0)
+    return c->fail(podman::ErrorOccurred{"sending a file: negative length"});
+  auto dir = opts_.root + "/uploads";
+  std::string path = dir + "/varlink_sendXXXXXX";
+  int fd = -1;
+  if (!storage::make_dirs(dir, 0700) || (fd = mkstemp(path.data())) < 0)
+    return c->fail(podman::ErrorOccurred{"creating a file in " + dir + ": " +
+                                         std::strerror(errno)});
+  ::close(fd);
+  rpc::raw_transfer t;
+  t.dir = rpc::raw_transfer::direction::to_file;
+  t.path = path;
+  t.length = uint64_t(in.length);
+  t.ack = path + ":";
+  c->reply_upgraded(encoded(podman::SendFile_out{path}), std::move(t));
+}
+
+void podman_api::ReceiveFile(const rpc::call_ptr& c,
+                             const podman::ReceiveFile_in& in) {
+  if (!needs_upgrade(c, "receive files"))
+    return;
+  struct stat st;
+  if (stat(in.path.c_str(), &st) < 0)
+    return c->fail(podman::ErrorOccurred{"receiving " + in.path + ": " +
+                                         std::strerror(errno)});
+  if (!S_ISREG(st.st_mode))
+    return c->fail(podman::ErrorOccurred{"receiving " + in.path +
+                                         ": not a regular file"});
+  rpc::raw_transfer t;
+  t.dir = rpc::raw_transfer::direction::from_file;
+  t.path = in.path;
+  t.length = uint64_t(st.st_size);
+  t.remove_after = in.delete_;
+  c->reply_upgraded(encoded(podman::ReceiveFile_out{st.st_size}),
+                    std::move(t));
 }
 
 void podman_api::internal_error(const rpc::call_ptr& c,

@@ -23,6 +23,10 @@ public:
   /// GetInfo needs the stores' counts: the gateway gathers them and calls
   /// `info`.
   void info(const rpc::call_ptr& c, int64_t containers, int64_t images);
+  void SendFile(const rpc::call_ptr& c,
+                const podman::SendFile_in& in) override;
+  void ReceiveFile(const rpc::call_ptr& c,
+                   const podman::ReceiveFile_in& in) override;
   void internal_error(const rpc::call_ptr& c,
                       const std::string& what) override;
 

@@ -38,6 +38,13 @@ void call::reply_json(std::string_view params_json, bool continues) {
   out_->deliver(frame(params_json, !final), final);
 }
 
+void call::reply_upgraded(std::string_view params_json, raw_transfer t) {
+  if (finished_.exchange(true))
+    return;
+  out_->deliver(frame(params_json, false), true,
+                std::make_shared<const raw_transfer>(std::move(t)));
+}
+
 void call::fail_json(std::string_view error_name, std::string params_json) {
   if (finished_.exchange(true))
     return;

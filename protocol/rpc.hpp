@@ -26,13 +26,28 @@ namespace berth::rpc {
 class call;
 using call_ptr = std::shared_ptr<call>;
 
+/// After a call's final reply, an upgraded connection carries raw bytes:
+/// either exactly `length` bytes from the client into the file `path`,
+/// answered by `ack` (SendFile), or the file's bytes to the client,
+/// removing it afterwards if asked (ReceiveFile). Then it is varlink again.
+struct raw_transfer {
+  enum class direction { to_file, from_file };
+  direction dir = direction::to_file;
+  std::string path;
+  uint64_t length = 0;
+  std::string ack;
+  bool remove_after = false;
+};
+
 /// Receives the replies of the calls of one connection. Implemented by the
 /// server's connection session; safe to use from any thread.
 class responder {
 public:
   virtual ~responder() = default;
-  /// Queues one reply message (JSON text, no NUL). `final` ends the call.
-  virtual void deliver(std::string message, bool final) = 0;
+  /// Queues one reply message (JSON text, no NUL). `final` ends the call;
+  /// `raw`, on a final reply, is the transfer that follows it.
+  virtual void deliver(std::string message, bool final,
+                       std::shared_ptr<const raw_transfer> raw = {}) = 0;
   /// True once the peer hung up or the connection was closed.
   virtual bool closed() const = 0;
 };
@@ -59,6 +74,10 @@ public:
   /// Sends `{"parameters":<params_json>}`; with `continues` more follow
   /// (only allowed when the caller asked for `more`).
   void reply_json(std::string_view params_json, bool continues = false);
+
+  /// Sends the final reply of an upgraded call, then runs `t` on the
+  /// connection (the caller must have asked for `upgrade`).
+  void reply_upgraded(std::string_view params_json, raw_transfer t);
 
   /// Sends an error reply; ends the call.
   void fail_json(std::string_view error_name, std::string params_json);

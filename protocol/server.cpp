@@ -5,6 +5,7 @@
 #include "protocol/json_decode.hpp"
 #include "protocol/log.hpp"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -51,22 +52,24 @@ public:
     uint64_t session;
     std::string msg;
     bool final;
+    std::shared_ptr<const rpc::raw_transfer> raw;
   };
 
   reply_queue(server* srv, uv_async_t* async)
     : srv_(srv), async_(async), loop_thread_(std::this_thread::get_id()) {
   }
 
-  void push(uint64_t session, std::string msg, bool final) {
+  void push(uint64_t session, std::string msg, bool final,
+            std::shared_ptr<const rpc::raw_transfer> raw) {
     if (std::this_thread::get_id() == loop_thread_) {
       if (srv_)
-        srv_->deliver(session, std::move(msg), final);
+        srv_->deliver(session, std::move(msg), final, std::move(raw));
       return;
     }
     std::lock_guard guard{mtx_};
     if (!async_)
       return;
-    items_.push_back({session, std::move(msg), final});
+    items_.push_back({session, std::move(msg), final, std::move(raw)});
     uv_async_send(async_);
   }
 
@@ -98,8 +101,9 @@ public:
   link(std::shared_ptr<reply_queue> q, uint64_t id)
     : queue_(std::move(q)), id_(id) {
   }
-  void deliver(std::string message, bool final) override {
-    queue_->push(id_, std::move(message), final);
+  void deliver(std::string message, bool final,
+               std::shared_ptr<const rpc::raw_transfer> raw) override {
+    queue_->push(id_, std::move(message), final, std::move(raw));
   }
   bool closed() const override { return closed_.load(); }
   void close() { closed_ = true; }
@@ -186,7 +190,11 @@ public:
     h_->data = this;
   }
 
-  ~session() { delete reinterpret_cast<uv_any_handle*>(h_); }
+  ~session() {
+    if (raw_fd_ >= 0)
+      ::close(raw_fd_);
+    delete reinterpret_cast<uv_any_handle*>(h_);
+  }
 
   uint64_t id() const { return id_; }
   bool busy() const { return busy_; }
@@ -198,7 +206,8 @@ public:
 
   /// A reply for the call in flight (an empty final one: the handler gave
   /// up without replying, so the connection is closed).
-  void on_reply(std::string msg, bool final) {
+  void on_reply(std::string msg, bool final,
+                std::shared_ptr<const rpc::raw_transfer> raw) {
     if (!busy_) {
       log()->warn("dropping a reply with no call in flight");
       return;
@@ -219,6 +228,8 @@ public:
       close();
       return;
     }
+    if (raw && !closing_)
+      return start_raw(*raw);
     process();
   }
 
@@ -262,7 +273,10 @@ private:
     auto* self = static_cast<session*>(h->data);
     if (n > 0) {
       self->in_.commit(size_t(n));
-      self->process();
+      if (self->receiving_raw())
+        self->receive_raw();
+      else
+        self->process();
     } else if (n == UV_EOF) {
       self->on_eof();
     } else if (n < 0) {
@@ -273,6 +287,12 @@ private:
   // A peer that hung up entirely is gone; one that only shut down its
   // sending side still gets the replies to what it sent.
   void on_eof() {
+    if (receiving_raw()) {
+      log()->warn("connection {}: hung up {} bytes short of a transfer", id_,
+                  raw_left_);
+      close();
+      return;
+    }
     uv_os_fd_t fd;
     uv_fileno(reinterpret_cast<uv_handle_t*>(h_), &fd);
     pollfd p{fd, POLLOUT, 0};
@@ -297,7 +317,7 @@ private:
 
   // Runs queued calls in order while none is in flight.
   void process() {
-    if (processing_ || closing_)
+    if (processing_ || closing_ || raw_fd_ >= 0)
       return;
     processing_ = true;
     bool exhausted = false;
@@ -459,8 +479,105 @@ private:
         return;
       }
       self->flush();
-      self->process();
+      if (self->raw_fd_ >= 0 && !self->receiving_raw())
+        self->send_raw();
+      else
+        self->process();
     });
+  }
+
+  // The connection leaves varlink for a raw transfer (SendFile and
+  // ReceiveFile); `finish_raw` brings it back.
+  bool receiving_raw() const {
+    return raw_fd_ >= 0 && raw_.dir == rpc::raw_transfer::direction::to_file;
+  }
+
+  void start_raw(const rpc::raw_transfer& t) {
+    flush();
+    raw_ = t;
+    raw_left_ = t.length;
+    bool to_file = t.dir == rpc::raw_transfer::direction::to_file;
+    raw_fd_ = ::open(t.path.c_str(),
+                     to_file ? O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC
+                             : O_RDONLY | O_CLOEXEC,
+                     0600);
+    if (raw_fd_ < 0) {
+      log()->error("connection {}: opening {}: {}", id_, t.path,
+                   std::strerror(errno));
+      close();
+      return;
+    }
+    if (to_file) {
+      set_reading(true);
+      receive_raw();
+    } else {
+      send_raw();
+    }
+  }
+
+  // Moves received bytes into the file; what follows the transfer stays
+  // buffered as the next varlink messages.
+  void receive_raw() {
+    auto bytes = in_.take_rest();
+    size_t take = std::min<uint64_t>(raw_left_, bytes.size());
+    if (take > 0 && !write_all(raw_fd_, bytes.data(), take)) {
+      log()->error("connection {}: writing {}: {}", id_, raw_.path,
+                   std::strerror(errno));
+      close();
+      return;
+    }
+    raw_left_ -= take;
+    if (bytes.size() > take) {
+      auto span = in_.prepare(bytes.size() - take);
+      std::memcpy(span.data(), bytes.data() + take, bytes.size() - take);
+      in_.commit(bytes.size() - take);
+    }
+    if (raw_left_ == 0) {
+      out_ += raw_.ack;
+      finish_raw();
+    }
+  }
+
+  // Sends the file a chunk at a time, each once the previous one is out.
+  void send_raw() {
+    constexpr size_t chunk = 256u << 10;
+    while (!writing_ && out_.empty() && !closing_ && raw_fd_ >= 0) {
+      std::string buf(std::min<uint64_t>(chunk, raw_left_), '\0');
+      ssize_t n = buf.empty() ? 0 : ::read(raw_fd_, buf.data(), buf.size());
+      if (n < 0 || (n == 0 && raw_left_ > 0)) {
+        log()->error("connection {}: reading {}: {}", id_, raw_.path,
+                     n < 0 ? std::strerror(errno) : "file shrank");
+        close();
+        return;
+      }
+      raw_left_ -= uint64_t(n);
+      buf.resize(size_t(n));
+      out_ = std::move(buf);
+      if (raw_left_ == 0)
+        return finish_raw();
+      flush();
+    }
+  }
+
+  void finish_raw() {
+    ::close(raw_fd_);
+    raw_fd_ = -1;
+    if (raw_.remove_after)
+      ::unlink(raw_.path.c_str());
+    process();
+  }
+
+  static bool write_all(int fd, const char* p, size_t n) {
+    while (n > 0) {
+      auto w = ::write(fd, p, n);
+      if (w < 0 && errno == EINTR)
+        continue;
+      if (w <= 0)
+        return false;
+      p += w;
+      n -= size_t(w);
+    }
+    return true;
   }
 
   // Keeps a small buffer for the next replies, not the largest one seen.
@@ -493,6 +610,9 @@ private:
   bool draining_ = false;
   bool closing_ = false;
   bool close_after_flush_ = false;
+  rpc::raw_transfer raw_;
+  int raw_fd_ = -1;
+  uint64_t raw_left_ = 0;
 };
 
 // --- server ---------------------------------------------------------------------
@@ -607,10 +727,11 @@ void server::on_connection(listener& l) {
   update_idle_timer();
 }
 
-void server::deliver(uint64_t id, std::string msg, bool final) {
+void server::deliver(uint64_t id, std::string msg, bool final,
+                     std::shared_ptr<const rpc::raw_transfer> raw) {
   auto it = sessions_.find(id);
   if (it != sessions_.end()) {
-    it->second->on_reply(std::move(msg), final);
+    it->second->on_reply(std::move(msg), final, std::move(raw));
     return;
   }
   // The connection is gone; its call still counted as in flight.
@@ -620,7 +741,7 @@ void server::deliver(uint64_t id, std::string msg, bool final) {
 
 void server::drain_replies() {
   for (auto& r : replies_->take())
-    deliver(r.session, std::move(r.msg), r.final);
+    deliver(r.session, std::move(r.msg), r.final, std::move(r.raw));
 }
 
 void server::session_closed(uint64_t id) {

@@ -84,7 +84,8 @@ private:
 
   binding* find_binding(std::string_view name);
   void on_connection(listener& l);
-  void deliver(uint64_t session, std::string msg, bool final);
+  void deliver(uint64_t session, std::string msg, bool final,
+               std::shared_ptr<const rpc::raw_transfer> raw);
   void drain_replies();
   void session_closed(uint64_t id);
   void call_finished();
