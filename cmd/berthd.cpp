@@ -16,6 +16,7 @@
 #include <atomic>
 #include <charconv>
 #include <csignal>
+#include <pthread.h>
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
@@ -219,6 +220,15 @@ int main(int argc, char** argv) {
   opts.server.version = BERTH_VERSION;
   opts.server.url = "";
 
+  // SIGTERM and SIGINT wait until the loop handles them: a stop that
+  // arrives while starting must still remove the socket files. Threads
+  // started meanwhile (the actor system's) keep them blocked.
+  sigset_t stop_signals, old_mask;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, &old_mask);
+
   uv_loop_t loop;
   uv_loop_init(&loop);
   varlink::server srv{&loop, opts.server};
@@ -248,6 +258,7 @@ int main(int argc, char** argv) {
   };
   uv_signal_start(&sigterm, on_signal, SIGTERM);
   uv_signal_start(&sigint, on_signal, SIGINT);
+  pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
 
   if (opts.server.activated_fds.empty()) {
     for (auto& a : opts.server.addresses)

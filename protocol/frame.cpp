@@ -43,6 +43,8 @@ void frame_reader::commit(size_t n) {
 }
 
 frame_reader::status frame_reader::next(std::string_view& msg) {
+  if (scan_ == end_)
+    return end_ - begin_ > max_ ? status::oversize : status::incomplete;
   auto* first = buf_.data() + scan_;
   auto* nul = static_cast<char*>(std::memchr(first, 0, end_ - scan_));
   if (nul == nullptr) {

@@ -1,7 +1,10 @@
 #include "protocol/json.hpp"
 #include "protocol/json_decode.hpp"
 
+#include <cerrno>
 #include <charconv>
+#include <cstdlib>
+#include <cstring>
 #include <cmath>
 #include <limits>
 
@@ -37,17 +40,56 @@ void writer::value(double d) {
     out_ += ".0";
 }
 
+namespace {
+
+// Length of the valid UTF-8 sequence starting at s[i], or 0 if there is
+// none (stray continuation byte, overlong form, surrogate, beyond U+10FFFF,
+// cut short).
+size_t utf8_sequence(std::string_view s, size_t i) {
+  auto b = [&](size_t k) { return static_cast<unsigned char>(s[i + k]); };
+  auto cont = [&](size_t k) { return i + k < s.size() && (b(k) & 0xc0) == 0x80; };
+  unsigned char c = b(0);
+  if (c >= 0xc2 && c <= 0xdf)
+    return cont(1) ? 2 : 0;
+  if (c >= 0xe0 && c <= 0xef) {
+    if (!cont(1) || !cont(2))
+      return 0;
+    if ((c == 0xe0 && b(1) < 0xa0) || (c == 0xed && b(1) >= 0xa0))
+      return 0;
+    return 3;
+  }
+  if (c >= 0xf0 && c <= 0xf4) {
+    if (!cont(1) || !cont(2) || !cont(3))
+      return 0;
+    if ((c == 0xf0 && b(1) < 0x90) || (c == 0xf4 && b(1) >= 0x90))
+      return 0;
+    return 4;
+  }
+  return 0;
+}
+
+} // namespace
+
+// Escapes what JSON requires; bytes that are not UTF-8 become U+FFFD, so
+// the output is always valid JSON whatever the input (file names, logs).
 void writer::string(std::string_view s) {
   static constexpr char hex[] = "0123456789abcdef";
   out_.reserve(out_.size() + s.size() + 2);
   out_ += '"';
   size_t run = 0;
-  for (size_t i = 0; i < s.size(); ++i) {
+  for (size_t i = 0; i < s.size();) {
     auto c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x20 && c != '"' && c != '\\')
+    if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
+      ++i;
       continue;
+    }
+    if (c >= 0x80) {
+      if (size_t n = utf8_sequence(s, i)) {
+        i += n;
+        continue;
+      }
+    }
     out_.append(s.data() + run, i - run);
-    run = i + 1;
     switch (c) {
       case '"': out_ += "\\\""; break;
       case '\\': out_ += "\\\\"; break;
@@ -55,10 +97,15 @@ void writer::string(std::string_view s) {
       case '\r': out_ += "\\r"; break;
       case '\t': out_ += "\\t"; break;
       default:
-        out_ += "\\u00";
-        out_ += hex[c >> 4];
-        out_ += hex[c & 15];
+        if (c >= 0x80) {
+          out_ += "\\ufffd";
+        } else {
+          out_ += "\\u00";
+          out_ += hex[c >> 4];
+          out_ += hex[c & 15];
+        }
     }
+    run = ++i;
   }
   out_.append(s.data() + run, s.size() - run);
   out_ += '"';
@@ -78,6 +125,63 @@ std::string quote(std::string_view s) {
   writer w;
   w.value(s);
   return w.take();
+}
+
+namespace {
+
+bool number_fits(std::string_view num) {
+  if (num.find_first_of(".eE") == std::string_view::npos) {
+    int64_t i;
+    uint64_t u;
+    auto end = num.data() + num.size();
+    return std::from_chars(num.data(), end, i).ec == std::errc{} ||
+           std::from_chars(num.data(), end, u).ec == std::errc{};
+  }
+  std::string copy{num};
+  errno = 0;
+  double d = std::strtod(copy.c_str(), nullptr);
+  return errno != ERANGE && std::isfinite(d);
+}
+
+} // namespace
+
+std::string tame_numbers(std::string_view text) {
+  std::string out;
+  out.reserve(text.size() + 16);
+  bool in_string = false;
+  for (size_t i = 0; i < text.size();) {
+    char c = text[i];
+    if (in_string) {
+      out += c;
+      if (c == '\\' && i + 1 < text.size())
+        out += text[++i];
+      else if (c == '"')
+        in_string = false;
+      ++i;
+      continue;
+    }
+    if (c == '"') {
+      in_string = true;
+      out += c;
+      ++i;
+      continue;
+    }
+    if (c == '-' || (c >= '0' && c <= '9')) {
+      size_t j = i + 1;
+      while (j < text.size() && std::strchr("0123456789.eE+-", text[j]))
+        ++j;
+      auto num = text.substr(i, j - i);
+      if (number_fits(num))
+        out += num;
+      else
+        out += quote(num);
+      i = j;
+      continue;
+    }
+    out += c;
+    ++i;
+  }
+  return out;
 }
 
 bool is_object_text(std::string_view text) {
@@ -101,17 +205,16 @@ bool raw::operator==(const raw& other) const {
 
 // --- decoding ---------------------------------------------------------------
 
-void path::push_index(size_t i) {
-  indices_.push_back('[' + std::to_string(i) + ']');
-  parts_.push_back(indices_.back());
-}
-
 std::string path::str() const {
   std::string s;
-  for (auto part : parts_) {
-    if (!s.empty() && part.front() != '[')
+  for (auto& p : parts_) {
+    if (p.name.empty()) {
+      s += '[' + std::to_string(p.index) + ']';
+      continue;
+    }
+    if (!s.empty())
       s += '.';
-    s += part;
+    s += p.name;
   }
   return s;
 }
@@ -186,8 +289,16 @@ bool decode(const element& e, std::set<std::string>& out, path& p,
 
 bool equal(const element& a, const element& b) {
   using simdjson::dom::element_type;
-  if (a.is_number() && b.is_number())
+  if (a.is_number() && b.is_number()) {
+    // Integers compare exactly; doubles would merge neighbours past 2^53.
+    int64_t x, y;
+    uint64_t ux, uy;
+    if (a.get(x) == simdjson::SUCCESS && b.get(y) == simdjson::SUCCESS)
+      return x == y;
+    if (a.get(ux) == simdjson::SUCCESS && b.get(uy) == simdjson::SUCCESS)
+      return ux == uy;
     return double(a) == double(b);
+  }
   if (a.type() != b.type())
     return false;
   switch (a.type()) {

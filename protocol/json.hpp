@@ -89,6 +89,10 @@ void encode(writer& w, const std::optional<T>& v) {
 /// Parses `text` and reports whether it is one JSON object, nothing else.
 bool is_object_text(std::string_view text);
 
+/// Rewrites every number in the JSON text `text` that neither a 64-bit
+/// integer nor a finite double can hold as a string literal.
+std::string tame_numbers(std::string_view text);
+
 /// Renders a JSON string literal (with quotes) for `s`.
 std::string quote(std::string_view s);
 

@@ -19,14 +19,19 @@ using element = simdjson::dom::element;
 /// The dotted path of the field being decoded, e.g. `create.resources.cpus`.
 class path {
 public:
-  void push(std::string_view name) { parts_.push_back(name); }
-  void push_index(size_t i);
+  /// `name` must outlive its place on the path (member names do: they
+  /// point into the parsed document or the generated code).
+  void push(std::string_view name) { parts_.push_back({name, 0}); }
+  void push_index(size_t i) { parts_.push_back({{}, i}); }
   void pop() { parts_.pop_back(); }
   std::string str() const;
 
 private:
-  std::vector<std::string_view> parts_;
-  std::vector<std::string> indices_;
+  struct part {
+    std::string_view name; ///< empty for an array index
+    size_t index;
+  };
+  std::vector<part> parts_;
 };
 
 /// Records the first failure; decoding stops there.

@@ -321,7 +321,7 @@ private:
       return;
     processing_ = true;
     bool exhausted = false;
-    while (!busy_ && !draining_ && !closing_ &&
+    while (!busy_ && !draining_ && !closing_ && !poisoned_ &&
            out_.size() < out_high_water) {
       std::string_view msg;
       auto st = in_.next(msg);
@@ -332,7 +332,7 @@ private:
       if (st == frame_reader::status::oversize) {
         log()->warn("closing connection {}: message over {} bytes", id_,
                     srv_.cfg_.max_message);
-        close();
+        poison();
         break;
       }
       dispatch(msg);
@@ -343,7 +343,7 @@ private:
     flush();
     bool idle = !busy_;
     // After EOF a partial message can never complete.
-    if (idle && (draining_ || (eof_ && exhausted))) {
+    if (idle && (draining_ || poisoned_ || (eof_ && exhausted))) {
       close_after_flush_ = true;
       maybe_close();
       return;
@@ -365,16 +365,33 @@ private:
     out_ += '\0';
   }
 
+  // A bad message ends the connection once the replies to the calls
+  // before it are out.
+  void poison() {
+    poisoned_ = true;
+    close_after_flush_ = true;
+    set_reading(false);
+  }
+
   void dispatch(std::string_view msg) {
     auto& parser = srv_.parse_->parser;
     simdjson::dom::element doc;
     auto err = parser.parse(msg.data(), msg.size(), false).get(doc);
+    std::string tamed;
+    if (err == simdjson::NUMBER_ERROR) {
+      // Numbers no field can hold become strings, so that decoding names
+      // the field in InvalidParameter instead of the connection closing.
+      tamed = json::tame_numbers(msg);
+      tamed.append(frame_padding, '\0');
+      err = parser.parse(tamed.data(), tamed.size() - frame_padding, false)
+                .get(doc);
+    }
     simdjson::dom::object call;
     if (err || doc.get(call) != simdjson::SUCCESS) {
       log()->warn("closing connection {}: {}", id_,
                   err ? simdjson::error_message(err)
                       : "message is not a JSON object");
-      close();
+      poison();
       return;
     }
     rpc::call_flags flags;
@@ -610,6 +627,7 @@ private:
   bool draining_ = false;
   bool closing_ = false;
   bool close_after_flush_ = false;
+  bool poisoned_ = false;
   rpc::raw_transfer raw_;
   int raw_fd_ = -1;
   uint64_t raw_left_ = 0;

@@ -107,7 +107,8 @@ std::string format_uptime(double seconds) {
   out << s << 's';
   if (hours > 0) {
     char days[32];
-    std::snprintf(days, sizeof days, "%.2f", seconds / 86400);
+    // As podman computes it: whole hours over 24.
+    std::snprintf(days, sizeof days, "%.2f", double(hours) / 24);
     out << " (Approximately " << days << " days)";
   }
   return out.str();

@@ -13,6 +13,8 @@ packages=(
   golang-go golang-github-varlink-go-dev varlink-go clang libclang-rt-14-dev
   # tests: a real registry on loopback and image fixtures built offline
   docker-registry skopeo umoci busybox-static mmdebstrap zstd openssl
+  # benchmarks
+  podman
 )
 
 apt_install() {

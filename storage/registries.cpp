@@ -86,9 +86,16 @@ bool parse_value(toml_cursor& c, value& v) {
         return true;
       }
       std::string item;
-      if (!c.string(item))
-        return false;
-      v.items.push_back(item);
+      if (c.i < c.s.size() && (c.s[c.i] == '"' || c.s[c.i] == '\'')) {
+        if (!c.string(item))
+          return false;
+        v.items.push_back(item);
+      } else {
+        // Numbers and booleans in a list of a key we do not use.
+        while (c.i < c.s.size() && c.s[c.i] != ',' && c.s[c.i] != ']' &&
+               c.s[c.i] != '\n')
+          ++c.i;
+      }
       c.skip_space(true);
       if (c.i < c.s.size() && c.s[c.i] == ',')
         ++c.i;
@@ -132,8 +139,10 @@ bool parse_registries_conf(const std::string& text, registries_conf& out,
     if (text[c.i] == '[') {
       bool array = text.compare(c.i, 2, "[[") == 0;
       c.i += array ? 2 : 1;
+      c.skip_space(false);
       if (!c.key(table))
         return fail("expected a table name");
+      c.skip_space(false);
       if (text.compare(c.i, array ? 2 : 1, array ? "]]" : "]") != 0)
         return fail("unterminated table header");
       c.i += array ? 2 : 1;

@@ -13,7 +13,6 @@ Python 3 standard library only.
 """
 
 import argparse
-import errno
 import json
 import os
 import resource
@@ -33,8 +32,30 @@ STOP_TIMEOUT = 20.0  # seconds for a daemon to exit after SIGTERM
 RECV_TIMEOUT = 15.0  # default wait for one reply
 
 
+# What the running test holds, for `_on_stop_signal`: daemons still alive
+# and temporary directories not yet removed.
+_live_daemons = set()
+_live_dirs = set()
+
+
+def _on_stop_signal(sig, frame):
+    """The suite itself is being stopped (CTest timeout, ^C): cleanups will
+    not run, so kill our own daemons by pid and remove our directories."""
+    for d in list(_live_daemons):
+        try:
+            d.kill()
+        except OSError:
+            pass
+    for path in list(_live_dirs):
+        shutil.rmtree(path, ignore_errors=True)
+    sys.stderr.write("\ninterrupted by signal %d\n" % sig)
+    os._exit(128 + sig)
+
+
 def main():
     global ARGS
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, _on_stop_signal)
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--berthd", required=True)
     p.add_argument("--berth", required=True)
@@ -192,9 +213,12 @@ class Conn:
         return False
 
 
-def connect_when_ready(address, proc, timeout=START_TIMEOUT):
+def connect_when_ready(address, proc, timeout=START_TIMEOUT, probe=True,
+                       poll_interval=0.01):
     """Waits until `address` accepts a connection; fails early if `proc`
-    exits meanwhile."""
+    exits meanwhile. With `probe`, also waits for the answer to one call
+    (org.varlink.service.GetInfo): an accepted connection only shows that
+    the socket listens, an answer that the daemon's loop runs."""
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -203,12 +227,29 @@ def connect_when_ready(address, proc, timeout=START_TIMEOUT):
                                % proc.returncode)
         try:
             c = Conn(address, timeout=2)
-            c.close()
-            return
         except OSError as e:
             last = e
-        time.sleep(0.01)
-    raise RuntimeError("%s did not accept connections in %.0f s: %s"
+            time.sleep(poll_interval)
+            continue
+        try:
+            if probe:
+                c.call("org.varlink.service.GetInfo")
+                reply = c.recv(max(0.1, deadline - time.monotonic()))
+                if "error" in reply:
+                    raise RuntimeError("readiness probe on %s failed: %r"
+                                       % (address, reply))
+            return
+        except ConnectionClosed:
+            # accepted, then hung up on a valid call: that is no start-up
+            # delay, so do not retry
+            raise RuntimeError("berthd closed the readiness probe "
+                               "connection on %s (GetInfo)" % address)
+        except OSError as e:
+            last = e
+            time.sleep(poll_interval)
+        finally:
+            c.close()
+    raise RuntimeError("%s did not serve in %.0f s: %s"
                        % (address, timeout, last))
 
 
@@ -223,6 +264,9 @@ class Daemon:
         self.pid = proc.pid
         self.log_path = log_path
         self.addresses = addresses
+        # set once the test itself waited for or stopped the process; a
+        # daemon that exits without that has crashed or quit on its own
+        self.exit_expected = False
 
     @property
     def address(self):
@@ -236,6 +280,7 @@ class Daemon:
 
     def wait(self, timeout):
         """The exit status, or None if still running after `timeout`."""
+        self.exit_expected = True
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -279,6 +324,7 @@ class DaemonTest(unittest.TestCase):
     def setUp(self):
         super().setUp()
         self.tmp = tempfile.mkdtemp(prefix="berth-it-")
+        _live_dirs.add(self.tmp)
         self.daemons = []
         self._logs = []
         self.addCleanup(self._cleanup)
@@ -287,7 +333,10 @@ class DaemonTest(unittest.TestCase):
     def _cleanup(self):
         problems = []
         for d in self.daemons:
-            if d.running():
+            if not d.running() and not d.exit_expected:
+                problems.append("berthd %d exited unexpectedly with status "
+                                "%s" % (d.pid, d.proc.returncode))
+            elif d.running():
                 rc = d.stop()
                 if rc is None:
                     problems.append("berthd %d did not exit after SIGTERM"
@@ -297,7 +346,9 @@ class DaemonTest(unittest.TestCase):
                     problems.append("berthd %d exited with status %d at "
                                     "cleanup" % (d.pid, rc))
             self._logs.append((d.pid, d.log()))
+            _live_daemons.discard(d)
         shutil.rmtree(self.tmp, ignore_errors=True)
+        _live_dirs.discard(self.tmp)
         if problems:
             self.fail("; ".join(problems))
 
@@ -354,11 +405,15 @@ class DaemonTest(unittest.TestCase):
                                     stdout=log, stderr=log, **popen)
         d = Daemon(proc, log_path, addresses)
         self.daemons.append(d)
+        _live_daemons.add(d)
         if wait:
+            problem = None
             try:
                 connect_when_ready(addresses[0], proc)
             except RuntimeError as e:
-                self.fail(str(e))
+                problem = str(e)
+            if problem:
+                self.fail(problem)
         return d
 
     def start_daemon(self, addresses=None, extra=(), name="d", wait=True):
@@ -404,5 +459,5 @@ def run_tool(argv, timeout=60, **kw):
 __all__ = [
     "Conn", "ConnectionClosed", "Daemon", "DaemonTest", "main",
     "raise_nofile_limit", "free_tcp_port", "run_tool", "connect_when_ready",
-    "RECV_TIMEOUT", "sockaddr", "errno",
+    "RECV_TIMEOUT", "sockaddr",
 ]

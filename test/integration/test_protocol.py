@@ -8,10 +8,9 @@ import json
 import random
 import socket
 import time
-import unittest
 
 import harness
-from harness import Conn, ConnectionClosed, DaemonTest
+from harness import ConnectionClosed, DaemonTest
 
 SVC = "org.varlink.service"
 INVALID = SVC + ".InvalidParameter"
@@ -79,6 +78,20 @@ class ProtocolTest(DaemonTest):
     def test_method_without_dot(self):
         r = self.conn().request("GetVersion")
         self.assertError(r, INVALID, {"parameter": "method"})
+
+    def test_bad_header_values(self):
+        c = self.conn()
+        for msg, field in (({"parameters": {}}, "method"),
+                           ({"method": 5}, "method"),
+                           ({"method": ""}, "method"),
+                           ({"method": "io.podman.GetVersion", "more": "yes"},
+                            "more"),
+                           ({"method": "io.podman.GetVersion", "oneway": 1},
+                            "oneway")):
+            with self.subTest(msg=msg):
+                c.send(msg)
+                self.assertError(c.recv(), INVALID, {"parameter": field})
+        self.assertVersionReply(c.request("io.podman.GetVersion"))
 
     def test_method_not_implemented(self):
         r = self.conn().request("io.podman.ListContainers", {})
@@ -301,12 +314,18 @@ class ProtocolTest(DaemonTest):
             self.assertVersionReply(other.request("io.podman.GetVersion"))
 
     def test_bad_json_after_good_call(self):
-        # the good call before the bad message is answered, then the close
-        c = self.conn()
-        c.send_raw(b'{"method":"io.podman.GetVersion"}\0{nope}\0'
-                   b'{"method":"io.podman.GetVersion"}\0')
-        self.assertVersionReply(c.recv())
-        self.assertClosedWithoutReply(c)
+        # Calls before the bad message are answered, then the connection
+        # closes. Both a reply made on the I/O thread and one from an actor.
+        for method in (SVC + ".GetInfo", "io.podman.GetVersion",
+                       "io.podman.GetInfo"):
+            for bad in (b"{nope}", b"[1]"):
+                with self.subTest(method=method, bad=bad):
+                    c = self.conn()
+                    call = json.dumps({"method": method}).encode() + b"\0"
+                    c.send_raw(call + bad + b"\0" + call)
+                    self.assertOk(c.recv())
+                    self.assertClosedWithoutReply(c)
+        self.assertAlive()
 
     def test_oversized_message_closes_connection(self):
         other = self.conn()
