@@ -126,8 +126,8 @@ bool image_store::migrate(std::string& err) {
   return true;
 }
 
-// Removes temporary files and layer directories that no committed image
-// owns: the remains of operations a crash interrupted.
+// Removes temporary files, layer directories and blobs that no committed
+// image owns: the remains of operations a crash or a failure interrupted.
 void image_store::reconcile() {
   std::error_code ec;
   for (auto& e : fs::directory_iterator(root_ + "/tmp", ec))
@@ -140,8 +140,18 @@ void image_store::reconcile() {
     if (!known.count(e.path().filename().string()))
       fs::remove_all(e.path(), ec);
   }
+  // Blobs no image refers to: what a failed pull or load had fetched.
+  std::set<std::string> used;
+  statement images{db_, "SELECT id, manifest_digest FROM images"};
+  while (images.step()) {
+    used.insert(images.text(0));
+    used.insert(hex_of(images.text(1)));
+  }
+  statement blobs{db_, "SELECT blob FROM layers"};
+  while (blobs.step())
+    used.insert(hex_of(blobs.text(0)));
   for (auto& e : fs::directory_iterator(root_ + "/blobs/sha256", ec)) {
-    if (e.path().filename().string().starts_with(".tmp"))
+    if (!used.count(e.path().filename().string()))
       fs::remove(e.path(), ec);
   }
 }
