@@ -82,11 +82,21 @@ std::string json_string(std::string_view s) {
   std::string out = "\"";
   for (char c : s) {
     switch (c) {
-    case '"': out += "\\\""; break;
-    case '\\': out += "\\\\"; break;
-    case '\n': out += "\\n"; break;
-    case '\r': out += "\\r"; break;
-    case '\t': out += "\\t"; break;
+    case '"':
+      out += "\\\"";
+      break;
+    case '\\':
+      out += "\\\\";
+      break;
+    case '\n':
+      out += "\\n";
+      break;
+    case '\r':
+      out += "\\r";
+      break;
+    case '\t':
+      out += "\\t";
+      break;
     default:
       if (static_cast<unsigned char>(c) < 0x20) {
         char buf[8];
@@ -100,20 +110,23 @@ std::string json_string(std::string_view s) {
   return out + "\"";
 }
 
-bool parse_format(const std::string& text,
-                  std::optional<manifest_format>& out, std::string& err) {
-  if (text.empty())
+bool parse_format(const std::string& text, std::optional<manifest_format>& out,
+                  std::string& err) {
+  if (text.empty()) {
     out.reset();
-  else if (text == "oci")
+  } else if (text == "oci") {
     out = manifest_format::oci;
-  else if (text == "v2s2" || text == "docker")
+  } else if (text == "v2s2" || text == "docker") {
     out = manifest_format::docker;
-  else if (text == "v2s1")
+  } else if (text == "v2s1") {
     err = "unsupported manifest format v2s1";
-  else
-    err = "unknown manifest format \"" + text +
-          "\": choose oci or v2s2 (docker)";
-  return err.empty();
+    return false;
+  } else {
+    err =
+        "unknown manifest format \"" + text + "\": choose oci or v2s2 (docker)";
+    return false;
+  }
+  return true;
 }
 
 bool read_descriptor(simdjson::dom::element e, descriptor& d,
@@ -233,8 +246,8 @@ bool convert_manifest(manifest_model& m, manifest_format target,
     m.config.media_type = oci ? oci_config_type : docker_config_type;
   for (auto& l : m.layers) {
     if (!oci && l.media_type == zstd_layer_type) {
-      err = "layer " + l.digest + " is zstd-compressed, which manifest "
-            "format v2s2 cannot describe";
+      err = "layer " + l.digest +
+            " is zstd-compressed, which manifest format v2s2 cannot describe";
       return false;
     }
     for (auto& pair : layer_types)
@@ -257,10 +270,10 @@ bool gzip_file(const std::string& source, const std::string& dest,
   int in = ::open(source.c_str(), O_RDONLY | O_CLOEXEC);
   if (in < 0)
     return fail(std::strerror(errno));
-  struct stat st{};
+  struct stat st {};
   ::fstat(in, &st);
-  std::unique_ptr<archive, decltype(&archive_write_free)> a{
-      archive_write_new(), archive_write_free};
+  std::unique_ptr<archive, decltype(&archive_write_free)> a{archive_write_new(),
+                                                            archive_write_free};
   std::unique_ptr<archive_entry, decltype(&archive_entry_free)> entry{
       archive_entry_new(), archive_entry_free};
   archive_write_add_filter_gzip(a.get());
@@ -289,11 +302,10 @@ bool gzip_file(const std::string& source, const std::string& dest,
 /// One push of one image to one destination.
 class pusher {
 public:
-  pusher(image_store& store, const image_reference& dest,
-         registry_options opts, const pull_events& ev)
-    : store_(store), dest_(dest), client_(dest.registry, std::move(opts)),
-      ev_(ev) {
-  }
+  pusher(image_store& store, const image_reference& dest, registry_options opts,
+         const pull_events& ev)
+      : store_(store), dest_(dest), client_(dest.registry, std::move(opts)),
+        ev_(ev) {}
 
   ~pusher() {
     if (!temp_dir_.empty()) {
@@ -325,8 +337,8 @@ public:
 
     log("Writing manifest to image destination\n");
     if (!client_.put_manifest(dest_.repository, dest_.tag,
-                              std::string(manifest_type_of(model.format)),
-                              body, err))
+                              std::string(manifest_type_of(model.format)), body,
+                              err))
       return false;
     log("Storing signatures\n");
     return true;
@@ -345,7 +357,9 @@ private:
                        : manifest_format::oci;
     bool oci = model.format == manifest_format::oci;
     model.config = {std::string(oci ? oci_config_type : docker_config_type),
-                    "sha256:" + img.id, blob_size("sha256:" + img.id), {}};
+                    "sha256:" + img.id,
+                    blob_size("sha256:" + img.id),
+                    {}};
     for (auto& l : img.layers)
       model.layers.push_back({l.media_type, l.blob, blob_size(l.blob), {}});
     body = render_manifest(model);
@@ -364,8 +378,7 @@ private:
   }
 
   // Replaces layers stored uncompressed by gzip'd copies in a temp dir.
-  bool compress_layers(manifest_model& model, bool& changed,
-                       std::string& err) {
+  bool compress_layers(manifest_model& model, bool& changed, std::string& err) {
     for (auto& l : model.layers) {
       if (!uncompressed_layer(l.media_type))
         continue;
@@ -428,7 +441,7 @@ private:
     }
     auto path = blob_file(l.digest);
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    struct stat st{};
+    struct stat st {};
     if (fd < 0 || ::fstat(fd, &st) != 0) {
       err = "reading layer " + l.digest + ": " + std::strerror(errno);
       if (fd >= 0)
@@ -577,7 +590,8 @@ bool push_image(image_store& store, const push_request& req,
   if (!named)
     return false;
   if (!dest.digest.empty()) {
-    err = "pushing " + dest.str() + ": cannot push to a reference with a "
+    err = "pushing " + dest.str() +
+          ": cannot push to a reference with a "
           "digest";
     return false;
   }

@@ -43,8 +43,7 @@ enum class push_failure {
 /// a time). Errors name the destination and carry the registry's own
 /// reason ("pushing 127.0.0.1:5000/x:y: ...: unauthorized: ...").
 bool push_image(image_store& store, const push_request& req,
-                const pull_events& ev, std::string& err,
-                push_failure& failure);
+                const pull_events& ev, std::string& err, push_failure& failure);
 
 /// As above, for callers that need not tell failures apart.
 bool push_image(image_store& store, const push_request& req,
