@@ -1,6 +1,7 @@
 #include "storage/image_store.hpp"
 
 #include "storage/digest.hpp"
+#include "storage/image_config.hpp"
 #include "storage/store.hpp"
 
 #include <cerrno>
@@ -13,6 +14,7 @@
 #include <set>
 #include <sstream>
 #include <sys/stat.h>
+#include <unordered_map>
 #include <unistd.h>
 
 namespace berth::storage {
@@ -45,6 +47,12 @@ CREATE TABLE IF NOT EXISTS image_layers (
   position INTEGER NOT NULL,
   chain_id TEXT NOT NULL REFERENCES layers(chain_id),
   PRIMARY KEY (image_id, position)
+);
+CREATE TABLE IF NOT EXISTS image_labels (
+  image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+  key TEXT NOT NULL,
+  value TEXT NOT NULL,
+  PRIMARY KEY (image_id, key)
 );
 CREATE INDEX IF NOT EXISTS image_names_by_image ON image_names(image_id);
 CREATE INDEX IF NOT EXISTS image_layers_by_layer ON image_layers(chain_id);
@@ -211,8 +219,16 @@ bool image_store::has_layer(const std::string& chain) {
 bool image_store::put_layer(const std::string& chain, const std::string& dir,
                             std::string& err) {
   auto dest = layer_path(chain);
-  // The whole tree must be on disk before the rename publishes it.
-  ::sync();
+  // The whole tree must be on disk before the rename publishes it; one
+  // syncfs of the store's file system is far cheaper than a fsync a file.
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  bool synced = fd >= 0 && syncfs(fd) == 0;
+  if (fd >= 0)
+    ::close(fd);
+  if (!synced) {
+    err = "syncing layer " + chain + ": " + std::strerror(errno);
+    return false;
+  }
   if (rename(dir.c_str(), dest.c_str()) < 0) {
     if (errno == EEXIST || errno == ENOTEMPTY) {
       // Another pull unpacked the same layer first: keep theirs.
@@ -246,6 +262,18 @@ bool image_store::commit_image(const image_record& img, std::string& err) {
                         "(image_id, position, chain_id) VALUES (?, ?, ?)"};
     link.bind(1, img.id).bind(2, int64_t(i)).bind(3, l.chain_id);
     ok = layer.run() && link.run();
+  }
+  // The labels are kept beside the image: listing never reads configs.
+  image_config cfg;
+  std::string text, cfg_err;
+  if (ok && read_blob("sha256:" + img.id, text, cfg_err) &&
+      parse_image_config(text, cfg, cfg_err)) {
+    for (auto& [key, value] : cfg.labels) {
+      statement label{db_, "INSERT OR REPLACE INTO image_labels "
+                           "(image_id, key, value) VALUES (?, ?, ?)"};
+      label.bind(1, img.id).bind(2, key).bind(3, value);
+      ok = ok && label.run();
+    }
   }
   for (size_t i = 0; ok && i < img.names.size(); ++i) {
     statement name{db_, "INSERT OR REPLACE INTO image_names (name, image_id) "
@@ -281,6 +309,11 @@ void image_store::load(statement& s, image_record& out) {
                           layers.text(3), layers.integer(4)});
     out.size += out.layers.back().size;
   }
+  statement labels{db_, "SELECT key, value FROM image_labels "
+                        "WHERE image_id = ?"};
+  labels.bind(1, out.id);
+  while (labels.step())
+    out.labels.emplace(labels.text(0), labels.text(1));
 }
 
 bool image_store::get(const std::string& id, image_record& out) {
@@ -293,12 +326,42 @@ bool image_store::get(const std::string& id, image_record& out) {
   return true;
 }
 
+// Three queries for the whole list, not three per image: listing stays
+// cheap with hundreds of images.
 std::vector<image_record> image_store::list() {
   std::vector<image_record> out;
+  std::unordered_map<std::string, size_t> index;
   statement s{db_, "SELECT id, manifest_digest, manifest_type, created "
                    "FROM images ORDER BY added, id"};
-  while (s.step())
-    load(s, out.emplace_back());
+  while (s.step()) {
+    auto& img = out.emplace_back();
+    img.id = s.text(0);
+    img.manifest_digest = s.text(1);
+    img.manifest_type = s.text(2);
+    img.created = s.text(3);
+    index.emplace(img.id, out.size() - 1);
+  }
+  statement names{db_, "SELECT image_id, name FROM image_names ORDER BY name"};
+  while (names.step())
+    if (auto it = index.find(names.text(0)); it != index.end())
+      out[it->second].names.push_back(names.text(1));
+  statement labels{db_, "SELECT image_id, key, value FROM image_labels"};
+  while (labels.step())
+    if (auto it = index.find(labels.text(0)); it != index.end())
+      out[it->second].labels.emplace(labels.text(1), labels.text(2));
+  statement layers{db_, "SELECT il.image_id, l.chain_id, l.diff_id, l.blob, "
+                        "l.media_type, l.size FROM image_layers il JOIN "
+                        "layers l ON l.chain_id = il.chain_id "
+                        "ORDER BY il.image_id, il.position"};
+  while (layers.step()) {
+    auto it = index.find(layers.text(0));
+    if (it == index.end())
+      continue;
+    auto& img = out[it->second];
+    img.layers.push_back({layers.text(1), layers.text(2), layers.text(3),
+                          layers.text(4), layers.integer(5)});
+    img.size += img.layers.back().size;
+  }
   return out;
 }
 

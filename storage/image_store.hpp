@@ -8,6 +8,7 @@
 #include "storage/sqlite.hpp"
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,7 @@ struct image_record {
   std::string created; ///< RFC 3339, from the config
   int64_t size = 0;    ///< sum of the layers' unpacked sizes
   std::vector<layer_record> layers; ///< bottom first
+  std::map<std::string, std::string> labels; ///< from the configuration
 };
 
 enum class lookup { found, not_found, ambiguous };
