@@ -20,12 +20,20 @@ if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null &&
 fi
 log=/var/log/berthd.log
 nohup "$src/build/cmd/berthd" "$@" >>"$log" 2>&1 </dev/null &
-echo $! >"$pidfile"
-for _ in $(seq 50); do
+pid=$!
+echo $pid >"$pidfile"
+# Ready once this daemon (not some other one) answers.
+for _ in $(seq 100); do
+  if ! kill -0 "$pid" 2>/dev/null; then
+    echo "berthd failed to start; the end of $log:" >&2
+    tail -n 5 "$log" >&2
+    rm -f "$pidfile"
+    exit 1
+  fi
   "$src/build/cmd/berth" version >/dev/null 2>&1 && break
   sleep 0.1
 done
 "$src/build/cmd/berth" version
 echo
-echo "berthd is running (pid $(cat "$pidfile"), log $log) on unix:/run/podman/io.podman"
+echo "berthd is running (pid $pid, log $log) on unix:/run/podman/io.podman"
 echo "try: $src/build/cmd/berth info"

@@ -231,15 +231,22 @@ int main(int argc, char** argv) {
 
   uv_loop_t loop;
   uv_loop_init(&loop);
+  std::unique_ptr<actors::engine> engine;
+  try {
+    engine = std::make_unique<actors::engine>(opts.engine);
+  } catch (const std::exception& e) {
+    log->error("starting: {}", e.what());
+    return 1;
+  }
   varlink::server srv{&loop, opts.server};
   std::string err;
   if (!srv.start(err)) {
     log->error("{}", err);
+    engine->stop();
     uv_loop_close(&loop);
     return 1;
   }
-  actors::engine engine{opts.engine};
-  engine.serve(srv);
+  engine->serve(srv);
 
   uv_signal_t sigterm, sigint;
   auto stop = [&] {
@@ -270,7 +277,7 @@ int main(int argc, char** argv) {
   uv_run(&loop, UV_RUN_DEFAULT);
 
   start_watchdog(std::chrono::seconds{10});
-  engine.stop();
+  engine->stop();
   uv_loop_close(&loop);
   log->info("stopped");
   return 0;

@@ -129,7 +129,37 @@ std::string quote(std::string_view s) {
 
 namespace {
 
+// A JSON number: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+bool is_json_number(std::string_view n) {
+  size_t i = 0;
+  auto digits = [&] {
+    size_t start = i;
+    while (i < n.size() && n[i] >= '0' && n[i] <= '9')
+      ++i;
+    return i > start;
+  };
+  if (i < n.size() && n[i] == '-')
+    ++i;
+  if (i < n.size() && n[i] == '0')
+    ++i;
+  else if (!digits())
+    return false;
+  if (i < n.size() && n[i] == '.' && (++i, !digits()))
+    return false;
+  if (i < n.size() && (n[i] == 'e' || n[i] == 'E')) {
+    ++i;
+    if (i < n.size() && (n[i] == '+' || n[i] == '-'))
+      ++i;
+    if (!digits())
+      return false;
+  }
+  return i == n.size();
+}
+
 bool number_fits(std::string_view num) {
+  // Not a number at all: left alone, so the message stays malformed.
+  if (!is_json_number(num))
+    return true;
   if (num.find_first_of(".eE") == std::string_view::npos) {
     int64_t i;
     uint64_t u;

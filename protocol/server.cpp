@@ -191,8 +191,12 @@ public:
   }
 
   ~session() {
-    if (raw_fd_ >= 0)
+    if (raw_fd_ >= 0) {
       ::close(raw_fd_);
+      // An upload cut short is of no use to anyone.
+      if (raw_.dir == rpc::raw_transfer::direction::to_file)
+        ::unlink(raw_.path.c_str());
+    }
     delete reinterpret_cast<uv_any_handle*>(h_);
   }
 
@@ -300,6 +304,12 @@ private:
       close();
       return;
     }
+    // TCP shows a hang-up only on the next write: a client that stops
+    // sending during a stream has gone.
+    if (h_->type == UV_TCP && busy_ && current_flags_.more) {
+      close();
+      return;
+    }
     eof_ = true;
     set_reading(false);
     process();
@@ -348,7 +358,11 @@ private:
       maybe_close();
       return;
     }
-    set_reading(in_.buffered() < in_high_water || idle);
+    // While calls wait (one in flight, or replies piling up unread), stop
+    // reading once a megabyte is buffered; an idle connection may take a
+    // whole message up to the size limit.
+    bool waiting = !idle || out_.size() >= out_high_water;
+    set_reading(!waiting || in_.buffered() < in_high_water);
   }
 
   void reply_now(std::string msg, bool oneway) {

@@ -12,7 +12,7 @@ packages=(
   # tests: independent varlink clients, the fuzzer's compiler and runtime
   golang-go golang-github-varlink-go-dev varlink-go clang libclang-rt-14-dev
   # tests: a real registry on loopback and image fixtures built offline
-  docker-registry skopeo umoci busybox-static mmdebstrap zstd openssl
+  docker-registry skopeo umoci busybox-static mmdebstrap zstd openssl socat
   # benchmarks
   podman
 )
