@@ -71,9 +71,10 @@ caf::behavior gateway_actor(caf::event_based_actor* self,
 
 // The io.podman methods the images actor serves.
 constexpr std::string_view image_methods[] = {
-  "DeleteUnusedImages", "GetImage", "HistoryImage", "ImageExists",
-  "ImagesPrune", "InspectImage", "ListImages", "PullImage", "RemoveImage",
-  "TagImage",
+  "DeleteUnusedImages", "ExportImage", "GetImage", "HistoryImage",
+  "ImageExists", "ImageSave", "ImagesPrune", "ImportImage", "InspectImage",
+  "ListImages", "LoadImage", "PullImage", "PushImage", "RemoveImage",
+  "SearchImages", "TagImage",
 };
 
 size_t thread_count(size_t wanted) {
@@ -104,6 +105,16 @@ struct engine::impl {
     : opts(std::move(o)), sys(configure(cfg, opts)) {
     images = sys.spawn(images_actor,
                        image_options{opts.root, opts.registries_conf});
+    // A store that cannot open is a daemon that cannot serve: say so now.
+    caf::scoped_actor probe{sys};
+    std::string failure;
+    probe->request(images, std::chrono::seconds{30}, count_atom::value)
+        .receive([](int64_t) {},
+                 [&](caf::error& e) { failure = sys.render(e); });
+    if (!failure.empty())
+      throw std::runtime_error("the image store under " + opts.root +
+                               " did not open (" + failure +
+                               "); see the log above");
     auto api = std::make_shared<podman_api>(
         api_options{opts.root, opts.runroot, opts.registries_conf});
     gateway = sys.spawn(gateway_actor, std::move(api), images);

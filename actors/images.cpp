@@ -2,15 +2,27 @@
 
 #include "protocol/gen/io_podman.hpp"
 #include "protocol/log.hpp"
+#include "runtime/host.hpp"
+#include "storage/archive.hpp"
 #include "storage/image_config.hpp"
 #include "storage/pull.hpp"
+#include "storage/push.hpp"
+#include "storage/reference.hpp"
 #include "storage/registries.hpp"
+#include "storage/search.hpp"
+#include "storage/store.hpp"
 
 #include <caf/all.hpp>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <functional>
 #include <map>
+#include <unistd.h>
 
 namespace berth::actors {
 
@@ -18,18 +30,35 @@ namespace {
 
 using namespace std::chrono_literals;
 
+/// How ImageSave names its results in ROOT/uploads.
+constexpr std::string_view save_prefix = "image-save-";
+
 using progress_atom = caf::atom_constant<caf::atom("progress")>;
 using flush_atom = caf::atom_constant<caf::atom("flush")>;
 using done_atom = caf::atom_constant<caf::atom("done")>;
 using leave_atom = caf::atom_constant<caf::atom("leave")>;
 
-/// What a pull worker hands back.
-struct pull_outcome {
+/// The kinds of work that run on worker actors.
+enum class job_kind { pull, load, save, push, import, export_, search };
+
+/// What a worker hands back to the images actor.
+struct job_outcome {
   bool ok = false;
-  storage::image_record image;
+  /// The failure is ImageNotFound for `missing` (else ErrorOccurred).
+  bool not_found = false;
+  std::string missing;
   std::string error;
+  /// Images to commit, in order, before the callers hear of them.
+  std::vector<storage::image_record> images;
+  /// The final `id` (or the single output) of the reply.
+  std::string id;
+  std::vector<podman::ImageSearchResult> results;
 };
-using pull_outcome_ptr = std::shared_ptr<const pull_outcome>;
+using job_outcome_ptr = std::shared_ptr<const job_outcome>;
+
+/// The blocking part of a job, run on a worker actor.
+using job_work =
+    std::function<void(const storage::pull_events&, job_outcome&)>;
 
 std::shared_ptr<spdlog::logger> log() {
   static auto l = logger("image");
@@ -66,6 +95,27 @@ std::string qualify_tag(std::string name) {
   return name;
 }
 
+/// A job's own actor: runs the blocking work, then reports to `images`.
+void run_job(caf::event_based_actor* self, caf::actor images, std::string key,
+             job_work work, std::shared_ptr<std::atomic<bool>> cancelled,
+             bool report) {
+  storage::pull_events ev;
+  ev.log = [&](std::string line) {
+    if (report)
+      caf::anon_send(images, progress_atom::value, key, std::move(line));
+  };
+  ev.cancelled = [&] { return cancelled->load(); };
+  auto r = std::make_shared<job_outcome>();
+  try {
+    work(ev, *r);
+  } catch (const std::exception& e) {
+    r->ok = false;
+    r->error = e.what();
+  }
+  caf::anon_send(images, done_atom::value, key, job_outcome_ptr{r});
+  self->quit();
+}
+
 /// The io.podman image methods, run inside the images actor.
 class image_api : public podman::service {
 public:
@@ -73,7 +123,12 @@ public:
     : self_(self), opts_(std::move(opts)) {
   }
 
-  bool open(std::string& err) { return store_.open(opts_.root, err); }
+  bool open(std::string& err) {
+    if (!store_.open(opts_.root, err))
+      return false;
+    remove_stale_saves();
+    return true;
+  }
   int64_t count() { return store_.count(); }
 
   void internal_error(const rpc::call_ptr& c,
@@ -200,90 +255,267 @@ public:
 
   void PullImage(const rpc::call_ptr& c,
                  const podman::PullImage_in& in) override {
-    auto key = in.name + '\n' + in.creds + '\n' + in.certDir + '\n' +
-               (in.tlsVerify ? (*in.tlsVerify ? "1" : "0") : "-");
-    auto& p = pulls_[key];
-    p.waiters.push_back({c, {}});
-    auto id = reinterpret_cast<uintptr_t>(c.get());
-    c->on_cancel([me = caf::actor_cast<caf::actor>(self_), key, id] {
-      caf::anon_send(me, leave_atom::value, key, uint64_t(id));
-    });
-    if (p.cancelled)
+    auto key = "pull\n" + in.name + '\n' + in.creds + '\n' + in.certDir +
+               '\n' + (in.tlsVerify ? (*in.tlsVerify ? "1" : "0") : "-");
+    if (join(key, c, job_kind::pull))
       return; // joins the pull in flight
-    p.cancelled = std::make_shared<std::atomic<bool>>(false);
+    auto* store = &store_;
+    storage::archive_reference local;
+    if (storage::parse_archive_reference(in.name, local)) {
+      storage::load_request req{local.path, local.ref};
+      return start(key, [store, req](auto& ev, job_outcome& out) {
+        out.ok = storage::load_images(*store, req, ev, out.images, out.error);
+        if (out.ok)
+          out.id = out.images.front().id;
+      });
+    }
     storage::pull_request req;
     req.reference = in.name;
     req.tls_verify = in.tlsVerify;
     req.creds = in.creds;
     req.cert_dir = in.certDir;
-    storage::registries_conf regs;
-    std::string err;
-    if (storage::load_registries_conf(opts_.registries_conf, regs, err)) {
-      req.search_registries = regs.search;
-      req.insecure_registries = regs.insecure();
-    } else {
-      log()->warn("{}", err);
+    auto regs = registries();
+    req.search_registries = regs.search;
+    req.insecure_registries = regs.insecure();
+    start(key, [store, req](auto& ev, job_outcome& out) {
+      out.images.resize(1);
+      out.ok = storage::pull_image(*store, req, ev, out.images[0], out.error);
+      out.id = out.images[0].id;
+    });
+  }
+
+  void LoadImage(const rpc::call_ptr& c,
+                 const podman::LoadImage_in& in) override {
+    auto key = unique_key("load", c);
+    join(key, c, job_kind::load);
+    auto* store = &store_;
+    storage::load_request req{in.inputFile, in.name};
+    bool remove_input = in.deleteFile;
+    start(
+        key,
+        [store, req, remove_input](auto& ev, job_outcome& out) {
+          out.ok =
+              storage::load_images(*store, req, ev, out.images, out.error);
+          if (remove_input && ::unlink(req.path.c_str()) < 0)
+            log()->warn("removing {}: {}", req.path, std::strerror(errno));
+          for (auto& img : out.images) {
+            auto names = img.names.empty() ? std::vector{img.id} : img.names;
+            for (auto& n : names)
+              out.id += (out.id.empty() ? "" : ", ") + n;
+          }
+        },
+        !in.quiet);
+  }
+
+  void ImageSave(const rpc::call_ptr& c,
+                 const podman::ImageSave_in& in) override {
+    auto& o = in.options;
+    storage::save_request req;
+    if (!save_format(o.format, req)) {
+      return c->fail(podman::ErrorOccurred{
+          "unknown format \"" + o.format + "\": choose oci-archive, "
+          "docker-archive, oci-dir or docker-dir"});
     }
-    start_worker(key, std::move(req), p.cancelled);
+    if (!find(c, o.name, req.image))
+      return;
+    req.names = names_for(o.name, req.image);
+    for (auto& t : o.moreTags)
+      add_name(req.names, qualify_tag(t));
+    // The client fetches one file: directories are tarred.
+    req.as_tar = true;
+    std::string err;
+    if (!reserve_upload(std::string{save_prefix} + "XXXXXX", req.destination,
+                        err))
+      return c->fail(podman::ErrorOccurred{err});
+    auto key = unique_key("save", c);
+    join(key, c, job_kind::save);
+    auto* store = &store_;
+    start(
+        key,
+        [store, req](auto& ev, job_outcome& out) {
+          out.ok = storage::save_image(*store, req, ev, out.error);
+          if (!out.ok)
+            ::unlink(req.destination.c_str());
+          out.id = req.destination;
+        },
+        !o.quiet);
+  }
+
+  void ExportImage(const rpc::call_ptr& c,
+                   const podman::ExportImage_in& in) override {
+    storage::archive_reference dest;
+    if (!storage::parse_archive_reference(in.destination, dest))
+      return c->fail(podman::ErrorOccurred{
+          "exporting to \"" + in.destination + "\": the destination must "
+          "be docker-archive:PATH[:NAME], oci-archive:PATH[:REF], "
+          "oci:DIR[:REF] or dir:DIR"});
+    storage::save_request req;
+    if (!find(c, in.name, req.image))
+      return;
+    req.format = dest.format;
+    req.destination = dest.path;
+    std::string name;
+    if (dest.ref.empty())
+      req.names = names_for(in.name, req.image);
+    else if (dest.format != storage::image_format::docker_archive)
+      req.names.push_back(dest.ref); // an OCI ref name, as given
+    else if (storage::archive_name(dest.ref, name))
+      req.names.push_back(name);
+    else
+      return c->fail(podman::ErrorOccurred{"exporting to \"" +
+                                           in.destination + "\": invalid "
+                                           "name " + dest.ref});
+    for (auto& t : in.tags)
+      add_name(req.names, qualify_tag(t));
+    auto key = unique_key("export", c);
+    join(key, c, job_kind::export_);
+    auto* store = &store_;
+    start(key, [store, req](auto& ev, job_outcome& out) {
+      out.ok = storage::save_image(*store, req, ev, out.error);
+      out.id = req.image.id;
+    });
+  }
+
+  void ImportImage(const rpc::call_ptr& c,
+                   const podman::ImportImage_in& in) override {
+    std::string name, err;
+    if (!in.reference.empty()) {
+      name = qualify_tag(in.reference);
+      storage::image_reference ref;
+      if (!storage::image_reference::parse(name, ref, err))
+        return c->fail(podman::ErrorOccurred{"importing " + in.source +
+                                             ": " + err});
+    }
+    storage::import_request req;
+    req.source = in.source;
+    req.changes = in.changes;
+    req.message = in.message;
+    req.architecture = runtime::go_arch();
+    bool remove_source = in.delete_;
+    auto key = unique_key("import", c);
+    join(key, c, job_kind::import);
+    auto* store = &store_;
+    start(key, [store, req, name, remove_source](auto& ev, job_outcome& out) {
+      out.images.resize(1);
+      out.ok = storage::import_rootfs(*store, req, ev, out.images[0],
+                                      out.error);
+      if (remove_source && ::unlink(req.source.c_str()) < 0)
+        log()->warn("removing {}: {}", req.source, std::strerror(errno));
+      if (!name.empty())
+        out.images[0].names.push_back(name);
+      out.id = out.images[0].id;
+    });
+  }
+
+  void PushImage(const rpc::call_ptr& c,
+                 const podman::PushImage_in& in) override {
+    storage::image_record img;
+    if (!find(c, in.name, img))
+      return;
+    storage::push_request req;
+    req.image = in.name;
+    req.destination = in.tag.empty() ? in.name : in.tag;
+    req.tls_verify = in.tlsverify;
+    req.creds = in.creds;
+    req.cert_dir = in.certDir;
+    req.format = in.format;
+    req.compress = in.compress;
+    req.insecure_registries = registries().insecure();
+    auto key = unique_key("push", c);
+    join(key, c, job_kind::push);
+    auto* store = &store_;
+    start(key, [store, req](auto& ev, job_outcome& out) {
+      storage::push_failure why = storage::push_failure::none;
+      out.ok = storage::push_image(*store, req, ev, out.error, why);
+      out.not_found = why == storage::push_failure::image_not_found;
+      out.missing = req.image;
+    });
+  }
+
+  void SearchImages(const rpc::call_ptr& c,
+                    const podman::SearchImages_in& in) override {
+    storage::search_request req;
+    req.query = in.query;
+    req.limit = in.limit;
+    req.tls_verify = in.tlsVerify;
+    req.is_official = in.filter.is_official;
+    req.is_automated = in.filter.is_automated;
+    req.star_count = in.filter.star_count;
+    auto regs = registries();
+    req.search_registries = regs.search;
+    req.insecure_registries = regs.insecure();
+    auto key = unique_key("search", c);
+    join(key, c, job_kind::search);
+    start(key, [req](auto&, job_outcome& out) {
+      std::vector<storage::search_result> found;
+      out.ok = storage::search_images(req, found, out.error);
+      for (auto& r : found)
+        out.results.push_back({r.description, r.is_official, r.is_automated,
+                               r.registry, r.name, r.star_count});
+    });
   }
 
   /// A line of progress from the worker of `key`.
   void progress(const std::string& key, std::string line) {
-    auto it = pulls_.find(key);
-    if (it == pulls_.end())
+    auto it = jobs_.find(key);
+    if (it == jobs_.end())
       return;
-    auto& p = it->second;
-    for (auto& w : p.waiters)
+    auto& j = it->second;
+    for (auto& w : j.waiters)
       w.pending.push_back(line);
-    if (!p.flush_scheduled) {
-      p.flush_scheduled = true;
+    if (!j.flush_scheduled) {
+      j.flush_scheduled = true;
       self_->delayed_send(self_, 100ms, flush_atom::value, key);
     }
   }
 
   /// Sends what progress there is to the callers that asked for `more`.
   void flush(const std::string& key) {
-    auto it = pulls_.find(key);
-    if (it == pulls_.end())
+    auto it = jobs_.find(key);
+    if (it == jobs_.end())
       return;
-    it->second.flush_scheduled = false;
-    for (auto& w : it->second.waiters) {
+    auto& j = it->second;
+    j.flush_scheduled = false;
+    for (auto& w : j.waiters) {
       if (!w.call->more() || w.pending.empty())
         continue;
-      podman::PullImage_out out;
-      out.reply.logs = std::move(w.pending);
+      send_more(j.kind, w.call, std::move(w.pending), {}, true);
       w.pending.clear();
-      w.call->reply(out, true);
     }
   }
 
-  void done(const std::string& key, const pull_outcome_ptr& r) {
-    auto it = pulls_.find(key);
-    if (it == pulls_.end())
+  /// A worker finished: commits what it made, then answers its callers.
+  void done(const std::string& key, const job_outcome_ptr& r) {
+    auto it = jobs_.find(key);
+    if (it == jobs_.end())
       return;
-    auto p = std::move(it->second);
-    pulls_.erase(it);
+    auto j = std::move(it->second);
+    jobs_.erase(it);
     std::string err = r->error;
-    bool ok = r->ok && store_.commit_image(r->image, err);
+    bool ok = r->ok;
+    for (size_t i = 0; ok && i < r->images.size(); ++i)
+      ok = store_.commit_image(r->images[i], err);
     if (ok)
-      log()->info("pulled image {} as {}", r->image.id,
-                  r->image.names.empty() ? "" : r->image.names.front());
-    for (auto& w : p.waiters) {
-      if (!ok) {
+      for (auto& img : r->images)
+        log()->info("stored image {} as {}", img.id,
+                    img.names.empty() ? "<none>" : img.names.front());
+    // Nobody is left to fetch a saved image.
+    if (ok && j.kind == job_kind::save && j.waiters.empty())
+      ::unlink(r->id.c_str());
+    for (auto& w : j.waiters) {
+      if (!ok && r->not_found)
+        w.call->fail(podman::ImageNotFound{r->missing, err});
+      else if (!ok)
         w.call->fail(podman::ErrorOccurred{err});
-        continue;
-      }
-      podman::PullImage_out out;
-      out.reply.logs = std::move(w.pending);
-      out.reply.id = r->image.id;
-      w.call->reply(out);
+      else
+        answer(j.kind, w, *r);
     }
   }
 
-  /// A caller hung up; the pull stops when nobody waits for it.
+  /// A caller hung up; the job stops when nobody waits for it.
   void leave(const std::string& key, uint64_t id) {
-    auto it = pulls_.find(key);
-    if (it == pulls_.end())
+    auto it = jobs_.find(key);
+    if (it == jobs_.end())
       return;
     auto& ws = it->second.waiters;
     std::erase_if(ws, [&](auto& w) {
@@ -298,29 +530,137 @@ private:
     rpc::call_ptr call;
     std::vector<std::string> pending;
   };
-  struct pull {
+  struct job {
+    job_kind kind = job_kind::pull;
     std::vector<waiter> waiters;
     std::shared_ptr<std::atomic<bool>> cancelled;
     bool flush_scheduled = false;
   };
 
-  void start_worker(const std::string& key, storage::pull_request req,
-                    std::shared_ptr<std::atomic<bool>> cancelled) {
+  static std::string unique_key(const char* kind, const rpc::call_ptr& c) {
+    return std::string{kind} + '\n' +
+           std::to_string(reinterpret_cast<uintptr_t>(c.get()));
+  }
+
+  /// Adds `c` to the callers of job `key`; true when that job runs
+  /// already.
+  bool join(const std::string& key, const rpc::call_ptr& c, job_kind kind) {
+    auto& j = jobs_[key];
+    j.kind = kind;
+    j.waiters.push_back({c, {}});
+    auto id = reinterpret_cast<uintptr_t>(c.get());
+    c->on_cancel([me = caf::actor_cast<caf::actor>(self_), key, id] {
+      caf::anon_send(me, leave_atom::value, key, uint64_t(id));
+    });
+    return j.cancelled != nullptr;
+  }
+
+  /// Runs `work` for job `key` on an actor of its own: downloads,
+  /// unpacking and archive writing block. With `report`, its progress
+  /// lines go to the callers.
+  void start(const std::string& key, job_work work, bool report = true) {
+    auto cancelled = std::make_shared<std::atomic<bool>>(false);
+    jobs_[key].cancelled = cancelled;
     auto me = caf::actor_cast<caf::actor>(self_);
-    auto* store = &store_;
-    // Downloads and unpacking block: they run on a thread of their own.
-    self_->spawn<caf::detached>(
-        [me, key, req, cancelled, store](caf::event_based_actor* w) {
-          storage::pull_events ev;
-          ev.log = [&](std::string line) {
-            caf::anon_send(me, progress_atom::value, key, std::move(line));
-          };
-          ev.cancelled = [&] { return cancelled->load(); };
-          auto r = std::make_shared<pull_outcome>();
-          r->ok = storage::pull_image(*store, req, ev, r->image, r->error);
-          caf::anon_send(me, done_atom::value, key, pull_outcome_ptr{r});
-          w->quit();
-        });
+    // The work travels as spawn arguments: CAF 0.17 dereferences a null
+    // argument tuple when a detached actor's function takes none.
+    self_->spawn<caf::detached>(run_job, me, key, std::move(work), cancelled,
+                                report);
+  }
+
+  /// A reply of a streaming method (its output is always `reply`).
+  static void send_more(job_kind kind, const rpc::call_ptr& c,
+                        std::vector<std::string> logs, std::string id,
+                        bool continues) {
+    podman::MoreResponse r{std::move(logs), std::move(id)};
+    switch (kind) {
+      case job_kind::load: return c->reply(podman::LoadImage_out{r}, continues);
+      case job_kind::save: return c->reply(podman::ImageSave_out{r}, continues);
+      case job_kind::push: return c->reply(podman::PushImage_out{r}, continues);
+      default: return c->reply(podman::PullImage_out{r}, continues);
+    }
+  }
+
+  static void answer(job_kind kind, waiter& w, const job_outcome& r) {
+    switch (kind) {
+      case job_kind::import:
+        return w.call->reply(podman::ImportImage_out{r.id});
+      case job_kind::export_:
+        return w.call->reply(podman::ExportImage_out{r.id});
+      case job_kind::search:
+        return w.call->reply(podman::SearchImages_out{r.results});
+      default:
+        return send_more(kind, w.call, std::move(w.pending), r.id, false);
+    }
+  }
+
+  storage::registries_conf registries() {
+    storage::registries_conf regs;
+    std::string err;
+    if (!storage::load_registries_conf(opts_.registries_conf, regs, err))
+      log()->warn("{}", err);
+    return regs;
+  }
+
+  /// ImageSave's formats as podman names them: oci-dir and docker-dir are
+  /// both "dir:" directories, with an OCI or a Docker schema 2 manifest.
+  static bool save_format(const std::string& format,
+                          storage::save_request& req) {
+    using storage::image_format;
+    if (format.empty() || format == "oci-archive")
+      req.format = image_format::oci_archive;
+    else if (format == "docker-archive")
+      req.format = image_format::docker_archive;
+    else if (format == "oci-dir" || format == "docker-dir")
+      req.format = image_format::directory;
+    else
+      return false;
+    if (format == "oci-dir")
+      req.manifest_type = storage::oci_manifest_type;
+    if (format == "docker-dir")
+      req.manifest_type = storage::docker_manifest_type;
+    return true;
+  }
+
+  /// The stored name `given` stands for, when it names the image by name
+  /// (none for an ID).
+  static std::vector<std::string> names_for(const std::string& given,
+                                            const storage::image_record& img) {
+    for (auto& n : img.names)
+      if (n == given || n == qualify_tag(given) || n.ends_with("/" + given) ||
+          n.ends_with("/" + given + ":latest"))
+        return {n};
+    return {};
+  }
+
+  static void add_name(std::vector<std::string>& names, std::string name) {
+    if (std::find(names.begin(), names.end(), name) == names.end())
+      names.push_back(std::move(name));
+  }
+
+  /// ImageSave results nobody fetched before the daemon stopped (or
+  /// crashed): no client can ask for them any more.
+  void remove_stale_saves() {
+    std::error_code ec;
+    for (auto& e : std::filesystem::directory_iterator(
+             opts_.root + "/uploads", ec))
+      if (e.path().filename().string().starts_with(save_prefix))
+        std::filesystem::remove(e.path(), ec);
+  }
+
+  /// A fresh file name under ROOT/uploads, where ReceiveFile fetches
+  /// results from.
+  bool reserve_upload(const std::string& pattern, std::string& path,
+                      std::string& err) {
+    auto dir = opts_.root + "/uploads";
+    path = dir + "/" + pattern;
+    int fd = -1;
+    if (!storage::make_dirs(dir, 0700) || (fd = mkstemp(path.data())) < 0) {
+      err = "creating a file in " + dir + ": " + std::strerror(errno);
+      return false;
+    }
+    ::close(fd);
+    return true;
   }
 
   bool find(const rpc::call_ptr& c, const std::string& name,
@@ -467,7 +807,7 @@ private:
   caf::event_based_actor* self_;
   image_options opts_;
   storage::image_store store_;
-  std::map<std::string, pull> pulls_;
+  std::map<std::string, job> jobs_;
 };
 
 } // namespace
@@ -475,7 +815,7 @@ private:
 } // namespace berth::actors
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(berth::rpc::call_ptr)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(berth::actors::pull_outcome_ptr)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(berth::actors::job_outcome_ptr)
 
 namespace berth::actors {
 
@@ -499,7 +839,7 @@ caf::behavior images_actor(caf::event_based_actor* self, image_options opts) {
       api->progress(key, std::move(line));
     },
     [api](flush_atom, const std::string& key) { api->flush(key); },
-    [api](done_atom, const std::string& key, const pull_outcome_ptr& r) {
+    [api](done_atom, const std::string& key, const job_outcome_ptr& r) {
       api->done(key, r);
     },
     [api](leave_atom, const std::string& key, uint64_t id) {

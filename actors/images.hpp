@@ -1,5 +1,6 @@
 // The images actor: owns the image store, serves the io.podman image
-// methods and runs one pull worker per reference in flight.
+// methods, and runs the blocking work (pulls, one per reference in flight;
+// pushes, loads, saves, imports, exports, searches) on worker actors.
 #pragma once
 
 #include <caf/atom.hpp>

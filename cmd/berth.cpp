@@ -34,6 +34,16 @@ Images:
   tag IMAGE NAME...
   history IMAGE
   image inspect IMAGE...
+  push [--tls-verify=false] [--creds USER:PASS] [--cert-dir DIR]
+       [--format oci|v2s2] [--compress] [-q] IMAGE [DESTINATION]
+  load [-i FILE] [-q] [NAME]    a docker-archive, oci-archive or OCI
+                     layout tarball (standard input without -i)
+  save [-o FILE|DIR] [--format oci-archive|docker-archive|oci-dir|docker-dir]
+       [-q] IMAGE [TAG...]      to standard output without -o
+  import FILE [REFERENCE] [-c CHANGE]... [-m MESSAGE]
+                     a root file system tarball as a one-layer image
+  search [--limit N] [--tls-verify=false] [--filter is-official=BOOL|
+         is-automated=BOOL|stars=N] TERM
 
 Options:
   --address ADDR     daemon address (default: $BERTH_ADDRESS, else

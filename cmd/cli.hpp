@@ -30,7 +30,8 @@ struct session {
 /// Prints an error reply (name and parameters) to stderr; returns 2.
 int print_error(const varlink::reply& r);
 
-/// Verbs for images: pull, images, rmi, tag, history, image inspect.
+/// Verbs for images: pull, push, images, rmi, tag, history, image inspect,
+/// load, save, import, search.
 int image_command(const std::string& addr, const std::string& verb,
                   const std::vector<std::string>& args);
 bool is_image_command(const std::string& verb);

@@ -1,14 +1,24 @@
-// berth's image verbs: pull (with per-layer progress on a terminal), images,
-// rmi, tag, history, image inspect.
+// berth's image verbs: pull and push (with per-layer progress on a
+// terminal), images, rmi, tag, history, image inspect, load, save, import,
+// search.
 #include "cmd/cli.hpp"
 #include "protocol/json_decode.hpp"
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <functional>
 #include <iomanip>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <sstream>
 
 namespace berth::cli {
@@ -113,6 +123,587 @@ private:
   size_t drawn_ = 0;
 };
 
+// Runs a streaming call (PullImage, PushImage, LoadImage, ImageSave) with
+// `more`, or without it; every log line goes to `on_log`. Returns the last
+// non-empty `id`, or exits with the error reply's status.
+std::string stream_call(session& s, std::string_view method,
+                        const std::string& params, bool more,
+                        const std::function<void(const std::string&)>& on_log) {
+  std::string id;
+  for (auto r = s.call(method, params, {.more = more});; r = s.next()) {
+    if (!r.error.empty())
+      std::exit(print_error(r));
+    parsed p{r.parameters};
+    element reply;
+    if (p.doc["reply"].get(reply) == simdjson::SUCCESS) {
+      simdjson::dom::array logs;
+      if (reply["logs"].get(logs) == simdjson::SUCCESS)
+        for (auto l : logs)
+          if (l.is_string())
+            on_log(std::string{std::string_view(l)});
+      if (auto v = str(reply, "id"); !v.empty())
+        id = v;
+    }
+    if (!r.continues)
+      return id;
+  }
+}
+
+/// Reads an option's value: "--flag=value" or "--flag value".
+struct option_reader {
+  const std::vector<std::string>& args;
+  size_t& i;
+
+  bool is(const std::string& flag) const {
+    return args[i] == flag || args[i].starts_with(flag + "=");
+  }
+  std::string value(const std::string& flag) const {
+    auto& a = args[i];
+    if (a.starts_with(flag + "="))
+      return a.substr(flag.size() + 1);
+    if (i + 1 >= args.size())
+      usage_error(flag + " needs a value");
+    return args[++i];
+  }
+};
+
+/// An open input file and its size; standard input is first copied to an
+/// unlinked temporary file, as SendFile needs the length up front.
+struct local_input {
+  int fd = -1;
+  int64_t size = 0;
+
+  explicit local_input(const std::string& path) {
+    if (path == "-") {
+      if (isatty(STDIN_FILENO))
+        usage_error("refusing to read an archive from a terminal; use -i");
+      fd = spool_stdin();
+    } else {
+      fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    }
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+      std::cerr << "berth: reading " << path << ": "
+                << (fd < 0 ? std::strerror(errno) : "not a regular file")
+                << '\n';
+      std::exit(failure);
+    }
+    size = st.st_size;
+  }
+  ~local_input() {
+    if (fd >= 0)
+      ::close(fd);
+  }
+
+  static int spool_stdin() {
+    const char* dir = std::getenv("TMPDIR");
+    std::string path = std::string{dir && *dir ? dir : "/tmp"} +
+                       "/berth-stdin-XXXXXX";
+    int fd = mkstemp(path.data());
+    if (fd < 0)
+      return -1;
+    ::unlink(path.c_str());
+    char buf[1 << 16];
+    for (ssize_t n; (n = ::read(STDIN_FILENO, buf, sizeof buf)) != 0;) {
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n < 0 || ::write(fd, buf, size_t(n)) != n) {
+        ::close(fd);
+        return -1;
+      }
+    }
+    lseek(fd, 0, SEEK_SET);
+    return fd;
+  }
+};
+
+[[noreturn]] void transfer_failed(const std::string& what) {
+  std::cerr << "berth: " << what << ": connection lost\n";
+  std::exit(failure);
+}
+
+// Sends a local file with SendFile on an upgraded connection; returns the
+// path berthd stored it under. The connection carries varlink again
+// afterwards.
+std::string upload(session& s, const std::string& path) {
+  local_input in{path};
+  json::writer w;
+  w.begin_object();
+  w.key("type"), w.value("");
+  w.key("length"), w.value(in.size);
+  w.end_object();
+  auto r = s.call("io.podman.SendFile", w.out(), {.upgrade = true});
+  if (!r.error.empty())
+    std::exit(print_error(r));
+  auto handle = str(parsed{r.parameters}.doc, "file_handle");
+  std::vector<char> buf(1 << 20);
+  for (int64_t left = in.size; left > 0;) {
+    auto n = ::read(in.fd, buf.data(), size_t(std::min<int64_t>(
+                                           left, int64_t(buf.size()))));
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0) {
+      std::cerr << "berth: reading " << path << ": "
+                << (n < 0 ? std::strerror(errno) : "file shrank") << '\n';
+      std::exit(failure);
+    }
+    if (!s.conn.write_raw({buf.data(), size_t(n)}))
+      transfer_failed("sending " + path);
+    left -= n;
+  }
+  // The acknowledgement is the path followed by ':'.
+  std::string ack;
+  if (!s.conn.read_raw(handle.size() + 1, ack))
+    transfer_failed("sending " + path);
+  if (ack != handle + ":") {
+    std::cerr << "berth: sending " << path << ": unexpected acknowledgement\n";
+    std::exit(failure);
+  }
+  return handle;
+}
+
+// Fetches the server file `remote` with ReceiveFile (removing it there)
+// into the open file `fd`.
+void download(session& s, const std::string& remote, int fd) {
+  json::writer w;
+  w.begin_object();
+  w.key("path"), w.value(remote);
+  w.key("delete"), w.value(true);
+  w.end_object();
+  auto r = s.call("io.podman.ReceiveFile", w.out(), {.upgrade = true});
+  if (!r.error.empty())
+    std::exit(print_error(r));
+  int64_t len = 0;
+  if (parsed{r.parameters}.doc["len"].get(len) != simdjson::SUCCESS) {
+    std::cerr << "berth: malformed reply\n";
+    std::exit(failure);
+  }
+  std::string chunk;
+  for (int64_t left = len; left > 0;) {
+    auto n = size_t(std::min<int64_t>(left, 1 << 20));
+    if (!s.conn.read_raw(n, chunk))
+      transfer_failed("receiving " + remote);
+    for (size_t off = 0; off < chunk.size();) {
+      auto wrote = ::write(fd, chunk.data() + off, chunk.size() - off);
+      if (wrote < 0 && errno == EINTR)
+        continue;
+      if (wrote <= 0) {
+        std::cerr << "berth: writing: " << std::strerror(errno) << '\n';
+        std::exit(failure);
+      }
+      off += size_t(wrote);
+    }
+    left -= int64_t(n);
+  }
+}
+
+// A path from a tar header: relative, no "..", leading "./" dropped; empty
+// when it is none of these.
+std::string tar_path(std::string name) {
+  while (name.starts_with("./"))
+    name.erase(0, 2);
+  while (name.ends_with("/"))
+    name.pop_back();
+  if (name.empty() || name.front() == '/')
+    return {};
+  std::istringstream parts{name};
+  for (std::string part; std::getline(parts, part, '/');)
+    if (part == ".." || part.empty())
+      return {};
+  return name;
+}
+
+int64_t tar_octal(const char* field, size_t size) {
+  int64_t v = 0;
+  for (size_t i = 0; i < size && field[i]; ++i)
+    if (field[i] >= '0' && field[i] <= '7')
+      v = v * 8 + (field[i] - '0');
+  return v;
+}
+
+[[noreturn]] void untar_failed(const std::string& why) {
+  std::cerr << "berth: unpacking the saved image: " << why << '\n';
+  std::exit(failure);
+}
+
+// Unpacks what berthd's ImageSave writes for the dir formats (a tar of
+// regular files and directories) into `dir`; anything else is refused.
+void untar(int fd, const std::string& dir) {
+  auto read_exact = [&](char* p, size_t n) {
+    for (size_t got = 0; got < n;) {
+      auto r = ::read(fd, p + got, n - got);
+      if (r < 0 && errno == EINTR)
+        continue;
+      if (r <= 0)
+        untar_failed("truncated archive");
+      got += size_t(r);
+    }
+  };
+  std::string long_name;
+  for (;;) {
+    char h[512];
+    read_exact(h, sizeof h);
+    if (std::all_of(h, h + sizeof h, [](char c) { return c == 0; }))
+      return;
+    std::string name{h, strnlen(h, 100)};
+    if (std::string_view{h + 257, 5} == "ustar" && h[345])
+      name = std::string{h + 345, strnlen(h + 345, 155)} + "/" + name;
+    auto size = tar_octal(h + 124, 12);
+    char type = h[156];
+    std::string data;
+    auto padded = (size + 511) / 512 * 512;
+    if (type == 'x' || type == 'g' || type == 'L') {
+      data.resize(size_t(padded));
+      read_exact(data.data(), data.size());
+      data.resize(size_t(size));
+      if (type == 'L') {
+        long_name = data.c_str();
+      } else if (type == 'x') {
+        // Records "LEN path=VALUE\n"; only the path matters here.
+        auto at = data.find(" path=");
+        if (at != std::string::npos) {
+          auto end = data.find('\n', at);
+          long_name = data.substr(at + 6, end - at - 6);
+        }
+      }
+      continue;
+    }
+    if (!long_name.empty())
+      name = std::exchange(long_name, {});
+    auto rel = tar_path(name);
+    if (rel.empty())
+      untar_failed("refusing entry " + name);
+    auto path = dir + "/" + rel;
+    std::error_code ec;
+    std::filesystem::create_directories(
+        std::filesystem::path(path).parent_path(), ec);
+    if (type == '5') {
+      std::filesystem::create_directories(path, ec);
+      continue;
+    }
+    if (type != '0' && type != '\0')
+      untar_failed("refusing entry " + name + " of type " +
+                   std::string(1, type));
+    int out = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC |
+                                       O_NOFOLLOW, 0644);
+    if (out < 0)
+      untar_failed("creating " + path + ": " + std::strerror(errno));
+    std::vector<char> buf(1 << 16);
+    for (int64_t left = padded; left > 0;) {
+      auto n = size_t(std::min<int64_t>(left, int64_t(buf.size())));
+      read_exact(buf.data(), n);
+      auto keep = size_t(std::max<int64_t>(
+          0, std::min<int64_t>(int64_t(n), size - (padded - left))));
+      if (keep > 0 && ::write(out, buf.data(), keep) != ssize_t(keep))
+        untar_failed("writing " + path + ": " + std::strerror(errno));
+      left -= int64_t(n);
+    }
+    ::close(out);
+  }
+}
+
+int load(const std::string& addr, const std::vector<std::string>& args) {
+  std::string input, name;
+  bool quiet = false;
+  for (size_t i = 0; i < args.size(); ++i) {
+    option_reader o{args, i};
+    if (args[i] == "-q" || args[i] == "--quiet")
+      quiet = true;
+    else if (o.is("--input"))
+      input = o.value("--input");
+    else if (args[i] == "-i")
+      input = o.value("-i");
+    else if (args[i].starts_with("-") && args[i] != "-")
+      usage_error("unknown option for load: " + args[i]);
+    else if (name.empty())
+      name = args[i];
+    else
+      usage_error("load takes at most one image name");
+  }
+  if (input.empty())
+    input = "-";
+  session s{addr};
+  auto remote = upload(s, input);
+  json::writer w;
+  w.begin_object();
+  w.key("name"), w.value(name);
+  w.key("inputFile"), w.value(remote);
+  w.key("quiet"), w.value(quiet);
+  w.key("deleteFile"), w.value(true);
+  w.end_object();
+  progress_view view;
+  auto id = stream_call(s, "io.podman.LoadImage", w.out(), !quiet,
+                        [&](const std::string& l) {
+                          if (!quiet)
+                            view.add(l);
+                        });
+  std::cout << "Loaded image(s): " << id << '\n';
+  return ok;
+}
+
+int save(const std::string& addr, const std::vector<std::string>& args) {
+  std::string output, format = "oci-archive";
+  bool quiet = false;
+  std::vector<std::string> names;
+  for (size_t i = 0; i < args.size(); ++i) {
+    option_reader o{args, i};
+    if (args[i] == "-q" || args[i] == "--quiet")
+      quiet = true;
+    else if (o.is("--output"))
+      output = o.value("--output");
+    else if (args[i] == "-o")
+      output = o.value("-o");
+    else if (o.is("--format"))
+      format = o.value("--format");
+    else if (args[i].starts_with("-"))
+      usage_error("unknown option for save: " + args[i]);
+    else
+      names.push_back(args[i]);
+  }
+  if (names.empty())
+    usage_error("save needs an image");
+  bool is_dir = format == "oci-dir" || format == "docker-dir";
+  if (is_dir && output.empty())
+    usage_error("--format " + format + " needs -o DIRECTORY");
+  if (output.empty() && isatty(STDOUT_FILENO))
+    usage_error("refusing to write an archive to a terminal; use -o FILE");
+
+  json::writer w;
+  w.begin_object();
+  w.key("options"), w.begin_object();
+  w.key("name"), w.value(names[0]);
+  w.key("format"), w.value(format);
+  w.key("output"), w.value(output);
+  w.key("outputType"), w.value("");
+  w.key("moreTags"), encode(w, std::vector(names.begin() + 1, names.end()));
+  w.key("quiet"), w.value(quiet);
+  w.key("compress"), w.value(false);
+  w.end_object();
+  w.end_object();
+  session s{addr};
+  auto remote = stream_call(s, "io.podman.ImageSave", w.out(), !quiet,
+                            [&](const std::string& l) {
+                              if (!quiet)
+                                std::cerr << l << std::flush;
+                            });
+  if (output.empty()) {
+    download(s, remote, STDOUT_FILENO);
+    return ok;
+  }
+  // Into a temporary file beside the output, renamed (or unpacked) once
+  // complete.
+  auto parent = std::filesystem::path(output).parent_path().string();
+  auto tmp = (parent.empty() ? "." : parent) + "/.berth-save-XXXXXX";
+  int fd = mkstemp(tmp.data());
+  if (fd < 0) {
+    std::cerr << "berth: writing " << output << ": " << std::strerror(errno)
+              << '\n';
+    return failure;
+  }
+  download(s, remote, fd);
+  if (is_dir) {
+    lseek(fd, 0, SEEK_SET);
+    std::error_code ec;
+    std::filesystem::create_directories(output, ec);
+    untar(fd, output);
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    return ok;
+  }
+  fchmod(fd, 0644);
+  bool synced = fsync(fd) == 0;
+  ::close(fd);
+  if (!synced || rename(tmp.c_str(), output.c_str()) < 0) {
+    std::cerr << "berth: writing " << output << ": " << std::strerror(errno)
+              << '\n';
+    ::unlink(tmp.c_str());
+    return failure;
+  }
+  return ok;
+}
+
+int import_tarball(const std::string& addr,
+                   const std::vector<std::string>& args) {
+  std::vector<std::string> rest, changes;
+  std::string message;
+  for (size_t i = 0; i < args.size(); ++i) {
+    option_reader o{args, i};
+    if (args[i] == "-c")
+      changes.push_back(o.value("-c"));
+    else if (o.is("--change"))
+      changes.push_back(o.value("--change"));
+    else if (args[i] == "-m")
+      message = o.value("-m");
+    else if (o.is("--message"))
+      message = o.value("--message");
+    else if (args[i].starts_with("-") && args[i] != "-")
+      usage_error("unknown option for import: " + args[i]);
+    else
+      rest.push_back(args[i]);
+  }
+  if (rest.empty() || rest.size() > 2)
+    usage_error("import needs a FILE and at most one REFERENCE");
+  session s{addr};
+  auto remote = upload(s, rest[0]);
+  json::writer w;
+  w.begin_object();
+  w.key("source"), w.value(remote);
+  w.key("reference"), w.value(rest.size() > 1 ? rest[1] : "");
+  w.key("message"), w.value(message);
+  w.key("changes"), encode(w, changes);
+  w.key("delete"), w.value(true);
+  w.end_object();
+  auto r = s.call("io.podman.ImportImage", w.out());
+  if (!r.error.empty())
+    return print_error(r);
+  std::cout << str(parsed{r.parameters}.doc, "image") << '\n';
+  return ok;
+}
+
+int push(const std::string& addr, const std::vector<std::string>& args) {
+  std::string creds, cert_dir, format;
+  std::vector<std::string> rest;
+  int tls = -1;
+  bool quiet = false, compress = false;
+  for (size_t i = 0; i < args.size(); ++i) {
+    option_reader o{args, i};
+    auto& a = args[i];
+    if (a == "-q" || a == "--quiet")
+      quiet = true;
+    else if (a == "--tls-verify" || a == "--tls-verify=true")
+      tls = 1;
+    else if (a == "--tls-verify=false")
+      tls = 0;
+    else if (a == "--compress")
+      compress = true;
+    else if (o.is("--creds"))
+      creds = o.value("--creds");
+    else if (o.is("--cert-dir"))
+      cert_dir = o.value("--cert-dir");
+    else if (o.is("--format"))
+      format = o.value("--format");
+    else if (a == "-f")
+      format = o.value("-f");
+    else if (a.starts_with("-"))
+      usage_error("unknown option for push: " + a);
+    else
+      rest.push_back(a);
+  }
+  if (rest.empty() || rest.size() > 2)
+    usage_error("push needs an IMAGE and at most one DESTINATION");
+  json::writer w;
+  w.begin_object();
+  w.key("name"), w.value(rest[0]);
+  w.key("tag"), w.value(rest.size() > 1 ? rest[1] : "");
+  if (tls >= 0)
+    w.key("tlsverify"), w.value(tls == 1);
+  w.key("signaturePolicy"), w.value("");
+  w.key("creds"), w.value(creds);
+  w.key("certDir"), w.value(cert_dir);
+  w.key("compress"), w.value(compress);
+  w.key("format"), w.value(format);
+  w.key("removeSignatures"), w.value(false);
+  w.key("signBy"), w.value("");
+  w.end_object();
+  session s{addr};
+  progress_view view;
+  stream_call(s, "io.podman.PushImage", w.out(), true,
+              [&](const std::string& l) {
+                if (!quiet)
+                  view.add(l);
+              });
+  return ok;
+}
+
+int search(const std::string& addr, const std::vector<std::string>& args) {
+  int64_t limit = 0;
+  int tls = -1;
+  std::string term;
+  std::optional<bool> official, automated;
+  int64_t stars = 0;
+  for (size_t i = 0; i < args.size(); ++i) {
+    option_reader o{args, i};
+    auto& a = args[i];
+    if (a == "--tls-verify" || a == "--tls-verify=true") {
+      tls = 1;
+    } else if (a == "--tls-verify=false") {
+      tls = 0;
+    } else if (o.is("--limit")) {
+      auto v = o.value("--limit");
+      char* end = nullptr;
+      limit = std::strtoll(v.c_str(), &end, 10);
+      if (v.empty() || *end || limit < 0)
+        usage_error("--limit needs a number: " + v);
+    } else if (o.is("--filter") || a == "-f") {
+      auto v = o.value(a == "-f" ? "-f" : "--filter");
+      auto eq = v.find('=');
+      auto key = v.substr(0, eq);
+      auto val = eq == std::string::npos ? "" : v.substr(eq + 1);
+      if (key == "is-official")
+        official = val == "true";
+      else if (key == "is-automated")
+        automated = val == "true";
+      else if (key == "stars")
+        stars = std::strtoll(val.c_str(), nullptr, 10);
+      else
+        usage_error("unknown filter " + v + " (is-official=BOOL, "
+                    "is-automated=BOOL, stars=N)");
+    } else if (a.starts_with("-")) {
+      usage_error("unknown option for search: " + a);
+    } else if (term.empty()) {
+      term = a;
+    } else {
+      usage_error("search takes one TERM");
+    }
+  }
+  if (term.empty())
+    usage_error("search needs a TERM");
+  json::writer w;
+  w.begin_object();
+  w.key("query"), w.value(term);
+  if (limit > 0)
+    w.key("limit"), w.value(limit);
+  if (tls >= 0)
+    w.key("tlsVerify"), w.value(tls == 1);
+  w.key("filter"), w.begin_object();
+  if (official)
+    w.key("is_official"), w.value(*official);
+  if (automated)
+    w.key("is_automated"), w.value(*automated);
+  w.key("star_count"), w.value(stars);
+  w.end_object();
+  w.end_object();
+  session s{addr};
+  auto r = s.call("io.podman.SearchImages", w.out());
+  if (!r.error.empty())
+    return print_error(r);
+  parsed p{r.parameters};
+  simdjson::dom::array results;
+  if (p.doc["results"].get(results) != simdjson::SUCCESS)
+    return failure;
+  std::cout << std::left << std::setw(44) << "NAME" << std::setw(40)
+            << "DESCRIPTION" << std::setw(7) << "STARS" << std::setw(10)
+            << "OFFICIAL" << "AUTOMATED\n";
+  for (auto e : results) {
+    int64_t n = 0;
+    if (e["star_count"].get(n) != simdjson::SUCCESS)
+      n = 0;
+    bool is_official = false, is_automated = false;
+    if (e["is_official"].get(is_official) != simdjson::SUCCESS)
+      is_official = false;
+    if (e["is_automated"].get(is_automated) != simdjson::SUCCESS)
+      is_automated = false;
+    auto desc = str(e, "description");
+    if (desc.size() > 38)
+      desc = desc.substr(0, 35) + "...";
+    std::cout << std::left << std::setw(44) << str(e, "name") << std::setw(40)
+              << desc << std::setw(7) << n << std::setw(10)
+              << (is_official ? "[OK]" : "") << (is_automated ? "[OK]" : "")
+              << '\n';
+  }
+  return ok;
+}
+
 int pull(const std::string& addr, const std::vector<std::string>& args) {
   json::writer w;
   std::string name, creds, cert_dir;
@@ -155,25 +746,11 @@ int pull(const std::string& addr, const std::vector<std::string>& args) {
   w.end_object();
   session s{addr};
   progress_view view;
-  std::string id;
-  for (auto r = s.call("io.podman.PullImage", w.out(), {.more = true});;
-       r = s.next()) {
-    if (!r.error.empty())
-      return print_error(r);
-    parsed p{r.parameters};
-    element reply;
-    if (p.doc["reply"].get(reply) == simdjson::SUCCESS) {
-      simdjson::dom::array logs;
-      if (!quiet && reply["logs"].get(logs) == simdjson::SUCCESS)
-        for (auto l : logs)
-          if (l.is_string())
-            view.add(std::string{std::string_view(l)});
-      if (auto v = str(reply, "id"); !v.empty())
-        id = v;
-    }
-    if (!r.continues)
-      break;
-  }
+  auto id = stream_call(s, "io.podman.PullImage", w.out(), true,
+                        [&](const std::string& l) {
+                          if (!quiet)
+                            view.add(l);
+                        });
   std::cout << id << '\n';
   return ok;
 }
@@ -332,7 +909,9 @@ int inspect(const std::string& addr, const std::vector<std::string>& args) {
 
 bool is_image_command(const std::string& verb) {
   return verb == "pull" || verb == "images" || verb == "rmi" ||
-         verb == "tag" || verb == "history" || verb == "image";
+         verb == "tag" || verb == "history" || verb == "image" ||
+         verb == "load" || verb == "save" || verb == "import" ||
+         verb == "push" || verb == "search";
 }
 
 int image_command(const std::string& addr, const std::string& verb,
@@ -347,6 +926,16 @@ int image_command(const std::string& addr, const std::string& verb,
     return tag(addr, args);
   if (verb == "history")
     return history(addr, args);
+  if (verb == "load")
+    return load(addr, args);
+  if (verb == "save")
+    return save(addr, args);
+  if (verb == "import")
+    return import_tarball(addr, args);
+  if (verb == "push")
+    return push(addr, args);
+  if (verb == "search")
+    return search(addr, args);
   if (!args.empty() && args[0] == "inspect")
     return inspect(addr, {args.begin() + 1, args.end()});
   if (!args.empty() && args[0] == "ls")

@@ -31,34 +31,51 @@ std::string short_digest(const std::string& d) {
 }
 
 bool supported_manifest(const std::string& type) {
-  return type == "application/vnd.oci.image.manifest.v1+json" ||
-         type == "application/vnd.docker.distribution.manifest.v2+json" ||
+  return type == oci_manifest_type || type == docker_manifest_type ||
          type.empty();
 }
 
-/// One registry's attempt at a pull.
-class puller {
+void remove_dir(const std::string& dir) {
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+}
+
+/// A registry repository as a blob source.
+class registry_source : public blob_source {
 public:
-  puller(image_store& store, const image_reference& ref,
-         registry_options opts, const pull_events& ev)
-    : store_(store), ref_(ref), opts_(opts), client_(ref.registry, opts),
-      ev_(ev) {
+  registry_source(registry_client& client, std::string repository)
+    : client_(client), repository_(std::move(repository)) {
   }
 
-  bool run(image_record& out, std::string& err) {
-    manifest m;
-    if (!client_.get_manifest(ref_.repository, ref_.tag_or_digest(), m, err))
-      return false;
+  bool fetch_blob(const std::string& digest, int fd,
+                  const transfer_progress& progress,
+                  std::string& err) override {
+    return client_.fetch_blob(repository_, digest, fd, progress, err);
+  }
+
+private:
+  registry_client& client_;
+  std::string repository_;
+};
+
+/// One image on its way into the store.
+class importer {
+public:
+  importer(image_store& store, blob_source& source, const pull_events& ev)
+    : store_(store), source_(source), ev_(ev) {
+  }
+
+  bool run(const manifest& m, image_record& out, std::string& err) {
     if (!supported_manifest(m.media_type)) {
       err = "unsupported manifest type " + m.media_type;
       return false;
     }
     image_manifest im;
-    if (!parse_image_manifest(m.body, im, err))
+    if (!parse_image_manifest(m.body, im, err) || !check_digests(im, err))
       return false;
     image_config cfg;
     std::string cfg_text;
-    if (!fetch_small(im.config_digest, cfg_text, err) ||
+    if (!fetch_config(im.config_digest, cfg_text, err) ||
         !parse_image_config(cfg_text, cfg, err))
       return false;
     if (cfg.diff_ids.size() != im.layers.size()) {
@@ -66,6 +83,12 @@ public:
             + " layers, the manifest " + std::to_string(im.layers.size());
       return false;
     }
+    for (auto& d : cfg.diff_ids)
+      if (!valid_digest(d)) {
+        err = "image configuration names an invalid diff ID \"" + d + "\"";
+        return false;
+      }
+
     out = {};
     out.id = im.config_digest.substr(im.config_digest.find(':') + 1);
     out.manifest_digest = m.digest;
@@ -80,25 +103,38 @@ public:
     }
     if (!fetch_layers(out.layers, err))
       return false;
+
     ev_.log("Writing manifest to image destination\n");
     if (!store_text(m.digest, m.body, err))
       return false;
     ev_.log("Storing signatures\n");
-    out.names.push_back(ref_.digest.empty() || !ref_.tag.empty()
-                            ? ref_.str()
-                            : ref_.name() + "@" + ref_.digest);
+    for (auto& l : out.layers)
+      out.size += l.size;
     return true;
   }
 
 private:
-  // Fetches a small blob (a config) into memory and the blob store.
-  bool fetch_small(const std::string& digest, std::string& text,
-                   std::string& err) {
+  // Digests become file names in the store: each must be a real one.
+  static bool check_digests(const image_manifest& im, std::string& err) {
+    if (!valid_digest(im.config_digest)) {
+      err = "manifest names an invalid config digest \"" +
+            im.config_digest + "\"";
+      return false;
+    }
+    for (auto& l : im.layers)
+      if (!valid_digest(l.digest)) {
+        err = "manifest names an invalid layer digest \"" + l.digest + "\"";
+        return false;
+      }
+    return true;
+  }
+
+  // Fetches the config into the blob store (unless there) and reads it.
+  bool fetch_config(const std::string& digest, std::string& text,
+                    std::string& err) {
     if (!store_.has_blob(digest)) {
       ev_.log("Copying config " + short_digest(digest) + "\n");
-      std::string tmp;
-      if (!download(client_, digest, tmp, err) ||
-          !store_.put_blob(digest, tmp, err))
+      if (!fetch_into_store(digest, false, err))
         return false;
     }
     return store_.read_blob(digest, text, err);
@@ -117,32 +153,30 @@ private:
                              ssize_t(body.size());
     if (fd >= 0)
       ::close(fd);
-    if (!ok) {
+    if (!ok)
       err = "writing manifest: " + std::string{std::strerror(errno)};
-      return false;
-    }
-    ok = store_.put_blob(digest, tmp, err);
-    std::error_code ec;
-    fs::remove_all(dir, ec);
+    ok = ok && store_.put_blob(digest, tmp, err);
+    remove_dir(dir);
     return ok;
   }
 
-  // Downloads a blob, verified against its digest, into a temporary file.
-  bool download(registry_client& client, const std::string& digest,
-                std::string& path, std::string& err) {
+  // Fetches a blob, verified, through a temporary file into the blob store.
+  bool fetch_into_store(const std::string& digest, bool report,
+                        std::string& err) {
     auto dir = store_.make_temp_dir(err);
     if (dir.empty())
       return false;
-    path = dir + "/blob";
+    auto path = dir + "/blob";
     int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
                     0600);
     if (fd < 0) {
       err = "creating " + path + ": " + std::strerror(errno);
+      remove_dir(dir);
       return false;
     }
     int last_tenth = -1;
     auto progress = [&](uint64_t done, uint64_t total) {
-      if (total > 0) {
+      if (report && total > 0) {
         int tenth = int(done * 10 / total);
         if (tenth != last_tenth) {
           last_tenth = tenth;
@@ -152,23 +186,23 @@ private:
       }
       return !ev_.cancelled();
     };
-    bool ok = client.fetch_blob(ref_.repository, digest, fd, progress, err);
+    bool ok = source_.fetch_blob(digest, fd, progress, err);
     ::close(fd);
+    ok = ok && store_.put_blob(digest, path, err);
+    remove_dir(dir);
     return ok;
   }
 
-  // Downloads and unpacks the layers that are not here yet, a few at once,
-  // each thread with a client of its own.
+  // Fetches and unpacks the layers that are not here yet, a few at once.
   bool fetch_layers(std::vector<layer_record>& layers, std::string& err) {
     std::atomic<size_t> next{0};
     std::atomic<bool> failed{false};
     std::mutex mtx;
     std::string first_error;
     auto work = [&] {
-      registry_client client{ref_.registry, opts_};
       for (size_t i; (i = next++) < layers.size() && !failed;) {
         std::string e;
-        if (!fetch_layer(client, layers[i], e)) {
+        if (!fetch_layer(layers[i], e)) {
           std::lock_guard guard{mtx};
           if (!failed.exchange(true))
             first_error = e;
@@ -187,24 +221,21 @@ private:
     return true;
   }
 
-  bool fetch_layer(registry_client& client, layer_record& l,
-                   std::string& err) {
+  bool fetch_layer(layer_record& l, std::string& err) {
     if (ev_.cancelled()) {
       err = "cancelled";
       return false;
     }
     if (store_.has_layer(l.chain_id)) {
+      // The unpacked layer is shared; its blob is still kept, so that the
+      // image can be saved and pushed as its manifest describes it.
       ev_.log("Copying blob " + short_digest(l.blob) + " skipped: already "
               "exists\n");
       l.size = layer_size(l.chain_id);
-      return true;
+      return store_.has_blob(l.blob) || fetch_into_store(l.blob, false, err);
     }
-    if (!store_.has_blob(l.blob)) {
-      std::string tmp;
-      if (!download(client, l.blob, tmp, err) ||
-          !store_.put_blob(l.blob, tmp, err))
-        return false;
-    }
+    if (!store_.has_blob(l.blob) && !fetch_into_store(l.blob, true, err))
+      return false;
     auto dir = store_.make_temp_dir(err);
     if (dir.empty())
       return false;
@@ -220,8 +251,7 @@ private:
     l.size = int64_t(st.size);
     ok = ok && store_.put_layer(l.chain_id, dir, err);
     if (!ok) {
-      std::error_code ec;
-      fs::remove_all(dir, ec);
+      remove_dir(dir);
       return false;
     }
     ev_.log("Copying blob " + short_digest(l.blob) + " done\n");
@@ -240,13 +270,51 @@ private:
   }
 
   image_store& store_;
-  image_reference ref_;
-  registry_options opts_;
-  registry_client client_;
+  blob_source& source_;
   const pull_events& ev_;
 };
 
+registry_options options_for(const pull_request& req,
+                             const image_reference& ref) {
+  registry_options opts;
+  auto insecure = std::find(req.insecure_registries.begin(),
+                            req.insecure_registries.end(),
+                            ref.registry) != req.insecure_registries.end();
+  opts.tls_verify = req.tls_verify.value_or(!insecure);
+  opts.cert_dir = req.cert_dir;
+  if (auto colon = req.creds.find(':'); colon != std::string::npos) {
+    opts.username = req.creds.substr(0, colon);
+    opts.password = req.creds.substr(colon + 1);
+  } else {
+    opts.username = req.creds;
+  }
+  return opts;
+}
+
+// One registry's attempt at a pull.
+bool pull_from(image_store& store, const image_reference& ref,
+               const registry_options& opts, const pull_events& ev,
+               image_record& out, std::string& err) {
+  registry_client client{ref.registry, opts};
+  manifest m;
+  if (!client.get_manifest(ref.repository, ref.tag_or_digest(), m, err))
+    return false;
+  registry_source source{client, ref.repository};
+  if (!store_image(store, source, m, ev, out, err))
+    return false;
+  out.names.push_back(ref.digest.empty() || !ref.tag.empty()
+                          ? ref.str()
+                          : ref.name() + "@" + ref.digest);
+  return true;
+}
+
 } // namespace
+
+bool store_image(image_store& store, blob_source& source, const manifest& m,
+                 const pull_events& ev, image_record& out, std::string& err) {
+  importer imp{store, source, ev};
+  return imp.run(m, out, err);
+}
 
 bool pull_image(image_store& store, const pull_request& req,
                 const pull_events& ev, image_record& out, std::string& err) {
@@ -264,22 +332,9 @@ bool pull_image(image_store& store, const pull_request& req,
   }
   std::string errors;
   for (auto& t : tries) {
-    registry_options opts;
-    auto insecure = std::find(req.insecure_registries.begin(),
-                              req.insecure_registries.end(),
-                              t.registry) != req.insecure_registries.end();
-    opts.tls_verify = req.tls_verify.value_or(!insecure);
-    opts.cert_dir = req.cert_dir;
-    if (auto colon = req.creds.find(':'); colon != std::string::npos) {
-      opts.username = req.creds.substr(0, colon);
-      opts.password = req.creds.substr(colon + 1);
-    } else {
-      opts.username = req.creds;
-    }
     ev.log("Trying to pull " + t.str() + "...\n");
     std::string e;
-    puller p{store, t, std::move(opts), ev};
-    if (p.run(out, e))
+    if (pull_from(store, t, options_for(req, t), ev, out, e))
       return true;
     if (!errors.empty())
       errors += '\n';

@@ -1,8 +1,11 @@
-// Pulling an image from a registry into the store: the blocking part, run
-// on a worker thread. The caller commits the image it returns.
+// Bringing an image into the store: one import path fed by a blob source (a
+// registry, or a directory such as an OCI layout or an unpacked archive),
+// and the registry pull built on it. The blocking part, run on a worker
+// thread; the caller commits the image it returns.
 #pragma once
 
 #include "storage/image_store.hpp"
+#include "storage/registry.hpp" // manifest, transfer_progress
 
 #include <functional>
 #include <optional>
@@ -27,10 +30,36 @@ struct pull_events {
   std::function<bool()> cancelled;
 };
 
-/// Downloads the manifest, config and missing layers, verifies every
-/// digest, unpacks the layers into the store and fills `out` for
-/// `image_store::commit_image`. Errors name the reference and carry the
-/// registry's own reason, one line per registry tried.
+/// Where the blobs of an image come from. Several threads may fetch from
+/// one source at once.
+class blob_source {
+public:
+  virtual ~blob_source() = default;
+
+  /// Writes the blob `digest` into `fd` (an empty file open for writing),
+  /// verified against its digest; false with `err` naming the blob.
+  /// `progress` is called as bytes move; returning false cancels.
+  virtual bool fetch_blob(const std::string& digest, int fd,
+                          const transfer_progress& progress,
+                          std::string& err) = 0;
+};
+
+/// The import path every image takes into the store: checks the manifest
+/// `m` (OCI or Docker schema 2) and every digest it names, fetches the
+/// config, then the layers the store lacks, a few at once, each verified,
+/// unpacked into the store's temporary directory and checked against its
+/// diff ID before it moves into place, and stores the manifest. Layers
+/// already stored are shared, not unpacked again. Nothing is visible until
+/// the caller commits `out` (its `names` are left empty); a crash leaves
+/// only what `image_store::open` cleans up.
+bool store_image(image_store& store, blob_source& source, const manifest& m,
+                 const pull_events& ev, image_record& out, std::string& err);
+
+/// Pulls from a registry: resolves the reference (short names through the
+/// search registries), fetches the manifest and runs `store_image` with
+/// the registry as the source; `out.names` holds the reference pulled.
+/// Errors name the reference and carry the registry's own reason, one line
+/// per registry tried.
 bool pull_image(image_store& store, const pull_request& req,
                 const pull_events& ev, image_record& out, std::string& err);
 

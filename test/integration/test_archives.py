@@ -1,0 +1,705 @@
+"""berthd's image archive methods (issue 3, items 3-5): LoadImage,
+ImageSave + ReceiveFile, ExportImage, ImportImage, PullImage from archive
+transports, PushImage and SearchImages against a loopback registry, and the
+`berth` verbs load, save, import, push and search.
+
+Fixtures come from test/fixtures/images.py (built once into a cache dir);
+one docker-registry serves the module; every test gets its own berthd (and
+a second, fresh one where a round trip needs it).
+"""
+
+import hashlib
+import io
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+
+import harness
+from harness import DaemonTest, run_tool
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "fixtures"))
+
+import images  # noqa: E402  (test/fixtures/images.py)
+from registry import Registry  # noqa: E402  (test/fixtures/registry.py)
+
+CACHE = os.environ.get("BERTH_TEST_FIXTURES", "/var/tmp/berth-test-fixtures")
+TIMEOUT = 60.0
+
+FX = None   # fixtures.json of images.py
+REG = None  # the module's registry
+
+
+def setUpModule():
+    global FX, REG
+    harness.raise_nofile_limit()
+    FX = images.build(CACHE, quiet=True)
+    REG = Registry()
+    REG.push(os.path.join(CACHE, "busybox-oci"), "busybox", "latest")
+    REG.push(os.path.join(CACHE, "busybox5-oci"), "busybox5", "latest")
+
+
+def tearDownModule():
+    if REG is not None:
+        REG.stop()
+
+
+def fixture(name):
+    return os.path.join(CACHE, name)
+
+
+def config_id(oci_name):
+    return FX[oci_name]["config"].split(":", 1)[1]
+
+
+def read_exact(conn, n, timeout=TIMEOUT):
+    """n raw bytes from a harness.Conn (after an upgrade reply)."""
+    deadline = time.monotonic() + timeout
+    while len(conn.buf) < n:
+        conn._fill(deadline)
+    data, conn.buf = conn.buf[:n], conn.buf[n:]
+    return data
+
+
+def listdir(path):
+    try:
+        return sorted(os.listdir(path))
+    except FileNotFoundError:
+        return []
+
+
+class ArchiveTest(DaemonTest):
+    """A berthd per test whose registries.conf searches the registry."""
+
+    def setUp(self):
+        super().setUp()
+        with open(self.path("registries.conf"), "w") as f:
+            f.write('unqualified-search-registries = ["%s"]\n\n'
+                    '[[registry]]\nlocation = "%s"\ninsecure = true\n'
+                    % (REG.url, REG.url))
+        self.d = self.start_daemon()
+
+    def conn(self, d=None):
+        return (d or self.d).connect(timeout=TIMEOUT)
+
+    def call(self, method, params=None, d=None):
+        with self.conn(d) as c:
+            return c.request("io.podman." + method, params or {}, timeout=TIMEOUT)
+
+    def ok(self, method, params=None, d=None):
+        return self.assertOk(self.call(method, params, d))
+
+    def stream(self, method, params, more=True, d=None, conn=None):
+        """All replies of a streaming call; checks the `more` rules and
+        returns (final reply, every log line)."""
+        if conn is None:
+            with self.conn(d) as c:
+                return self.stream(method, params, more, d, c)
+        flags = {"more": True} if more else {}
+        conn.call("io.podman." + method, params, **flags)
+        logs, n = [], 0
+        while True:
+            r = conn.recv(TIMEOUT)
+            n += 1
+            if "error" in r:
+                self.assertNotIn("continues", r)
+                return r, logs
+            reply = r["parameters"]["reply"]
+            for line in reply.get("logs") or []:
+                self.assertTrue(line.endswith("\n"), line)
+                logs.append(line)
+            if not r.get("continues"):
+                return r, logs
+            self.assertTrue(more, "continues without more: %r" % r)
+            self.assertEqual(reply.get("id", ""), "", r)
+            self.assertLess(n, 500, "a stream without throttling")
+
+    def final_id(self, reply):
+        self.assertNotIn("error", reply, "reply: %r" % (reply,))
+        self.assertFalse(reply.get("continues", False))
+        return reply["parameters"]["reply"]["id"]
+
+    def upload(self, path, conn):
+        """SendFile over `conn` (upgraded); returns the server's path."""
+        with open(path, "rb") as f:
+            data = f.read()
+        r = conn.request("io.podman.SendFile", {"type": "", "length": len(data)},
+                         upgrade=True)
+        handle = self.assertOk(r)["file_handle"]
+        conn.send_raw(data)
+        self.assertEqual(read_exact(conn, len(handle) + 1), (handle + ":").encode())
+        return handle
+
+    def receive(self, path, conn, delete=True):
+        r = conn.request("io.podman.ReceiveFile", {"path": path, "delete": delete},
+                         upgrade=True)
+        n = self.assertOk(r)["len"]
+        return read_exact(conn, n)
+
+    def load(self, path, d=None, more=True, name=""):
+        """Uploads and loads `path`; returns the final id."""
+        with self.conn(d) as c:
+            handle = self.upload(path, c)
+            r, logs = self.stream("LoadImage", {"name": name, "inputFile": handle,
+                                                "quiet": False, "deleteFile": True},
+                                  more, conn=c)
+            self.assertFalse(os.path.exists(handle), "LoadImage left its input")
+            return self.final_id(r)
+
+    def save(self, name, fmt, more_tags=(), d=None):
+        """ImageSave + ReceiveFile; returns the archive's bytes."""
+        with self.conn(d) as c:
+            r, logs = self.stream("ImageSave", {"options": {
+                "name": name, "format": fmt, "output": "/ignored", "outputType": "",
+                "moreTags": list(more_tags), "quiet": False, "compress": False}},
+                conn=c)
+            path = self.final_id(r)
+            self.assertTrue(path.startswith(os.path.join(self.root, "uploads")), path)
+            self.assertFalse(os.path.exists("/ignored"))
+            data = self.receive(path, c)
+            self.assertFalse(os.path.exists(path), "ReceiveFile delete=true kept it")
+            # the connection is usable afterwards
+            self.assertVersionReply(c.request("io.podman.GetVersion"))
+            return data
+
+    def images(self, d=None):
+        return self.ok("ListImages", d=d)["images"] or []
+
+    def inspect(self, name, d=None):
+        return json.loads(self.ok("InspectImage", {"name": name}, d=d)["image"])
+
+    def assertNoImages(self, d=None):
+        self.assertEqual(self.images(d), [])
+        root = self.root if d is None or d is self.d else self.path("d2", "root")
+        self.assertEqual(listdir(os.path.join(root, "tmp")), [], "store tmp not clean")
+        self.assertEqual(listdir(os.path.join(root, "layers")), [], "layers left behind")
+
+    def fresh_daemon(self):
+        return self.start_daemon(addresses=["unix:" + self.path("d2.sock")], name="d2")
+
+    def skopeo_inspect(self, ref):
+        p = run_tool(["skopeo", "inspect", "--raw", ref])
+        self.assertEqual(p.returncode, 0, "skopeo inspect %s: %s" % (ref, p.stderr))
+        return json.loads(p.stdout)
+
+    def berth(self, *args, d=None):
+        argv = [harness.ARGS.berth, "--address", (d or self.d).address] + list(args)
+        return run_tool(argv, timeout=TIMEOUT)
+
+    def berth_io(self, args, stdin=subprocess.DEVNULL, text=True):
+        """berth with a given stdin (a file), stdout not a terminal."""
+        argv = [harness.ARGS.berth, "--address", self.d.address] + list(args)
+        return subprocess.run(argv, stdin=stdin, capture_output=True, text=text,
+                              timeout=TIMEOUT)
+
+
+# =============================================================================
+
+
+class LoadTest(ArchiveTest):
+
+    def test_load_docker_and_oci_archives(self):
+        bb = config_id("busybox-oci")
+        self.assertEqual(self.load(fixture("busybox-docker.tar")), "localhost/busybox:latest")
+        imgs = self.images()
+        self.assertEqual([i["id"] for i in imgs], [bb])
+        self.assertEqual(imgs[0]["repoTags"], ["localhost/busybox:latest"])
+        self.assertTrue(imgs[0]["repoDigests"][0].startswith("localhost/busybox@sha256:"))
+        # the oci-archive's only ref name is the bare tag "latest": no name
+        self.assertEqual(self.load(fixture("busybox-oci.tar"), more=False), bb)
+        self.assertEqual(self.load(fixture("busybox5-docker.tar")),
+                         "localhost/busybox5:latest")
+        ids = sorted(i["id"] for i in self.images())
+        self.assertEqual(ids, sorted([bb, config_id("busybox5-oci")]))
+        self.assertEqual(self.inspect("busybox5")["Config"]["Cmd"], ["sh"])
+        self.assertEqual(listdir(os.path.join(self.root, "tmp")), [])
+        self.assertEqual(listdir(os.path.join(self.root, "uploads")), [])
+
+    def test_load_oci_archive_into_fresh_store_and_by_ref(self):
+        with self.conn() as c:
+            handle = self.upload(fixture("busybox-oci.tar"), c)
+            r, _ = self.stream("LoadImage", {"name": "nosuchref", "inputFile": handle,
+                                             "quiet": False, "deleteFile": False},
+                               conn=c)
+            self.assertError(r, "io.podman.ErrorOccurred")
+            self.assertIn("nosuchref", r["parameters"]["reason"])
+            self.assertTrue(os.path.exists(handle), "deleteFile=false removed the input")
+            r, logs = self.stream("LoadImage", {"name": "latest", "inputFile": handle,
+                                                "quiet": False, "deleteFile": True},
+                                  conn=c)
+            self.assertEqual(self.final_id(r), config_id("busybox-oci"))
+            self.assertTrue(any("Copying blob" in l for l in logs), logs)
+        self.assertFalse(os.path.exists(handle))
+
+    def test_berth_load_verb(self):
+        p = self.berth("load", "-i", fixture("busybox5-docker.tar"))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("Loaded image(s): localhost/busybox5:latest", p.stdout)
+        with open(fixture("busybox-oci.tar"), "rb") as f:
+            p = self.berth_io(["load", "-q"], stdin=f)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn(config_id("busybox-oci"), p.stdout)
+        ids = sorted(i["id"] for i in self.images())
+        self.assertEqual(ids, sorted([config_id("busybox-oci"), config_id("busybox5-oci")]))
+        self.assertEqual(listdir(os.path.join(self.root, "uploads")), [])
+
+    def test_load_garbage(self):
+        garbage = self.path("garbage.tar")
+        with open(garbage, "wb") as f:
+            f.write(random.Random(3).randbytes(100000))
+        empty = self.path("empty.tar")
+        with tarfile.open(empty, "w") as t:
+            info = tarfile.TarInfo("hello.txt")
+            info.size = 3
+            t.addfile(info, io.BytesIO(b"hi\n"))
+        for path, words in [(garbage, "not an image archive"),
+                            (empty, "neither index.json nor manifest.json")]:
+            with self.conn() as c:
+                handle = self.upload(path, c)
+                r, _ = self.stream("LoadImage", {"name": "", "inputFile": handle,
+                                                 "quiet": False, "deleteFile": True},
+                                   conn=c)
+                self.assertError(r, "io.podman.ErrorOccurred")
+                self.assertIn(words, r["parameters"]["reason"])
+                self.assertFalse(os.path.exists(handle), "the input stays after a failure")
+        r = self.call("LoadImage", {"name": "", "inputFile": self.path("missing.tar"),
+                                    "quiet": True, "deleteFile": False})
+        self.assertError(r, "io.podman.ErrorOccurred")
+        self.assertNoImages()
+
+    def hostile_docker_archive(self, path, layer_name, extra=()):
+        """A docker-archive whose manifest names `layer_name`; `extra` adds
+        (TarInfo, bytes) entries first."""
+        cfg = json.dumps({"architecture": "amd64", "os": "linux", "config": {},
+                          "rootfs": {"type": "layers", "diff_ids": ["sha256:" + "0" * 64]}
+                          }).encode()
+        cfg_name = hashlib.sha256(cfg).hexdigest() + ".json"
+        manifest = json.dumps([{"Config": cfg_name, "RepoTags": ["localhost/evil:1"],
+                                "Layers": [layer_name]}]).encode()
+        with tarfile.open(path, "w") as t:
+            for info, data in extra:
+                t.addfile(info, io.BytesIO(data) if data is not None else None)
+            for name, data in [("manifest.json", manifest), (cfg_name, cfg)]:
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                t.addfile(info, io.BytesIO(data))
+
+    def test_hostile_archives(self):
+        canary = self.path("host-secret.tar")
+        shutil.copy(os.path.join(CACHE, "hostile", "dotdot.tar"), canary)
+        escape = "/tmp/berth-arc-escape-%d" % os.getpid()
+        self.addCleanup(lambda: os.path.exists(escape) and os.unlink(escape))
+
+        def entry(name, data=b"", type_=tarfile.REGTYPE, link=""):
+            info = tarfile.TarInfo(name)
+            info.type = type_
+            info.linkname = link
+            info.size = len(data) if type_ == tarfile.REGTYPE else 0
+            return (info, data if type_ == tarfile.REGTYPE else None)
+
+        cases = {
+            "dotdot-layer": ("../../etc/passwd", []),
+            "absolute-layer": ("/etc/passwd", []),
+            "symlink-layer": ("evil/layer.tar",
+                              [entry("evil", type_=tarfile.DIRTYPE),
+                               entry("evil/layer.tar", type_=tarfile.SYMTYPE,
+                                     link=canary)]),
+            "climbing-entries": ("layer.tar",
+                                 [entry("../x", b"x\n"),
+                                  entry("../../../../../../../../.." + escape, b"x\n"),
+                                  entry(escape, b"x\n")]),
+            "device-layer": ("dev.tar", [entry("dev.tar", type_=tarfile.CHRTYPE)]),
+        }
+        before = set(listdir(self.tmp))
+        for name, (layer, extra) in cases.items():
+            path = self.path(name + ".tar")
+            self.hostile_docker_archive(path, layer, extra)
+            with self.conn() as c:
+                handle = self.upload(path, c)
+                r, _ = self.stream("LoadImage", {"name": "", "inputFile": handle,
+                                                 "quiet": False, "deleteFile": True},
+                                   conn=c)
+            self.assertError(r, "io.podman.ErrorOccurred")
+            os.unlink(path)
+            self.assertFalse(os.path.exists(escape), name)
+            self.assertEqual(set(listdir(self.tmp)), before, name)
+            self.assertFalse(os.path.exists(os.path.join(self.root, "x")), name)
+            self.assertFalse(os.path.exists(os.path.join(self.root, "uploads", "x")), name)
+        self.assertNoImages()
+        # a layer tarball with `..` entries is no image archive either
+        with self.conn() as c:
+            handle = self.upload(os.path.join(CACHE, "hostile", "dotdot.tar"), c)
+            r, _ = self.stream("LoadImage", {"name": "", "inputFile": handle,
+                                             "quiet": False, "deleteFile": True}, conn=c)
+        self.assertError(r, "io.podman.ErrorOccurred")
+        self.assertFalse(os.path.exists(os.path.join(self.root, "escape")))
+        self.assertFalse(os.path.exists(os.path.join(self.root, "tmp", "escape")))
+        self.assertNoImages()
+
+
+class KillDuringLoadTest(ArchiveTest):
+
+    def big_archive(self, path):
+        """A docker-archive: one 64 MiB layer of random bytes, then two small
+        ones (unpacked in parallel, they are stored long before the big)."""
+        layers = []
+        for i, size in enumerate([64 << 20, 1000, 2000]):
+            buf = io.BytesIO()
+            with tarfile.open(fileobj=buf, mode="w") as t:
+                info = tarfile.TarInfo("data%d.bin" % i)
+                info.size = size
+                t.addfile(info, io.BytesIO(random.Random(i).randbytes(size)))
+            layers.append(buf.getvalue())
+        diff_ids = ["sha256:" + hashlib.sha256(l).hexdigest() for l in layers]
+        cfg = json.dumps({"architecture": "amd64", "os": "linux", "config": {},
+                          "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
+        cfg_name = hashlib.sha256(cfg).hexdigest() + ".json"
+        names = [d.split(":")[1] + ".tar" for d in diff_ids]
+        manifest = json.dumps([{"Config": cfg_name, "RepoTags": ["localhost/big:1"],
+                                "Layers": names}]).encode()
+        with tarfile.open(path, "w") as t:
+            for name, data in [("manifest.json", manifest), (cfg_name, cfg)] + \
+                    list(zip(names, layers)):
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                t.addfile(info, io.BytesIO(data))
+        return cfg_name.split(".")[0]
+
+    def test_sigkill_mid_load(self):
+        archive = self.path("big.tar")
+        want = self.big_archive(archive)
+        layers = os.path.join(self.root, "layers")
+        c = self.conn()
+        try:
+            c.call("io.podman.LoadImage", {"name": "", "inputFile": archive,
+                                           "quiet": False, "deleteFile": False},
+                   more=True)
+            deadline = time.monotonic() + 30
+            while not listdir(layers) and time.monotonic() < deadline:
+                time.sleep(0.002)
+            self.d.exit_expected = True
+            self.d.kill()
+        finally:
+            c.close()
+        sys.stderr.write("\n    at the kill: ROOT/layers %d, ROOT/tmp %d entries\n"
+                         % (len(listdir(layers)),
+                            len(listdir(os.path.join(self.root, "tmp")))))
+        self.d = self.start_daemon()
+        self.assertNoImages()
+        self.assertEqual(self.load(archive), "localhost/big:1")
+        self.assertEqual([i["id"] for i in self.images()], [want])
+        self.assertEqual(len(listdir(layers)), 3)
+
+
+class SaveTest(ArchiveTest):
+
+    def test_save_each_format_and_load_back(self):
+        self.load(fixture("busybox5-docker.tar"))
+        want = config_id("busybox5-oci")
+        d2 = self.fresh_daemon()
+        for fmt in ["oci-archive", "", "docker-archive", "oci-dir", "docker-dir"]:
+            data = self.save("busybox5", fmt, more_tags=["extra:1"] if fmt else [])
+            out = self.path("saved-%s.tar" % (fmt or "default"))
+            with open(out, "wb") as f:
+                f.write(data)
+            if fmt == "docker-archive":
+                m = self.skopeo_inspect("docker-archive:" + out)
+                self.assertEqual(m["config"]["digest"], "sha256:" + want)
+                with tarfile.open(out) as t:
+                    manifest = json.load(t.extractfile("manifest.json"))
+                self.assertEqual(manifest[0]["RepoTags"],
+                                 ["localhost/busybox5:latest", "localhost/extra:1"])
+                self.assertEqual(len(manifest[0]["Layers"]), 5)
+            elif fmt in ("oci-archive", ""):
+                ref = "oci-archive:" + out + (":localhost/busybox5:latest" if fmt else "")
+                m = self.skopeo_inspect(ref)
+                self.assertEqual(m["config"]["digest"], "sha256:" + want)
+                self.assertEqual(m["mediaType"], "application/vnd.oci.image.manifest.v1+json")
+            else:
+                unpacked = self.path("saved-" + fmt)
+                with tarfile.open(out) as t:
+                    t.extractall(unpacked)
+                m = self.skopeo_inspect("dir:" + unpacked)
+                self.assertEqual(m["config"]["digest"], "sha256:" + want)
+                self.assertEqual(m["mediaType"], {
+                    "oci-dir": "application/vnd.oci.image.manifest.v1+json",
+                    "docker-dir": "application/vnd.docker.distribution.manifest.v2+json",
+                }[fmt])
+            loaded = self.load(out, d=d2)
+            if fmt in ("oci-archive", "docker-archive"):
+                self.assertEqual(loaded, "localhost/busybox5:latest, localhost/extra:1")
+            ids = [i["id"] for i in self.images(d2)]
+            self.assertEqual(ids, [want], fmt)
+            self.ok("RemoveImage", {"name": want, "force": True}, d=d2)
+        self.assertEqual(listdir(os.path.join(self.root, "uploads")), [])
+        self.assertEqual(listdir(os.path.join(self.root, "tmp")), [])
+
+    def test_save_errors(self):
+        self.load(fixture("busybox-docker.tar"))
+        opts = {"name": "busybox", "format": "tarball", "output": "", "outputType": "",
+                "moreTags": [], "quiet": False, "compress": False}
+        r, _ = self.stream("ImageSave", {"options": opts})
+        self.assertError(r, "io.podman.ErrorOccurred")
+        self.assertIn("tarball", r["parameters"]["reason"])
+        opts.update(name="nosuchimage", format="oci-archive")
+        r, _ = self.stream("ImageSave", {"options": opts})
+        self.assertError(r, "io.podman.ImageNotFound")
+        self.assertEqual(listdir(os.path.join(self.root, "uploads")), [])
+
+    def test_receive_file_needs_upgrade(self):
+        self.load(fixture("busybox-docker.tar"))
+        with self.conn() as c:
+            r, _ = self.stream("ImageSave", {"options": {
+                "name": "busybox", "format": "docker-archive", "output": "",
+                "outputType": "", "moreTags": [], "quiet": True, "compress": False}},
+                more=False, conn=c)
+            path = self.final_id(r)
+            r = c.request("io.podman.ReceiveFile", {"path": path, "delete": True})
+            self.assertError(r, "io.podman.ErrorOccurred")
+            self.assertIn("upgraded connection", r["parameters"]["reason"])
+            self.assertTrue(os.path.exists(path))
+            data = self.receive(path, c)
+        self.assertTrue(data.startswith(b"manifest.json"), data[:100])
+
+    def test_export_image(self):
+        self.load(fixture("busybox-docker.tar"))
+        bb = config_id("busybox-oci")
+        for dest, check in [
+                ("oci-archive:%s:mytag" % self.path("e.oci.tar"),
+                 "oci-archive:%s:mytag" % self.path("e.oci.tar")),
+                ("docker-archive:%s:localhost/exported:2" % self.path("e.docker.tar"),
+                 "docker-archive:%s" % self.path("e.docker.tar")),
+                ("oci:%s:v1" % self.path("e-oci"), "oci:%s:v1" % self.path("e-oci")),
+                ("dir:%s" % self.path("e-dir"), "dir:%s" % self.path("e-dir"))]:
+            out = self.ok("ExportImage", {"name": "busybox", "destination": dest,
+                                          "compress": False, "tags": ["more:1"]})
+            self.assertEqual(out["image"], bb)
+            self.assertEqual(self.skopeo_inspect(check)["config"]["digest"], "sha256:" + bb)
+        with tarfile.open(self.path("e.docker.tar")) as t:
+            self.assertEqual(json.load(t.extractfile("manifest.json"))[0]["RepoTags"],
+                             ["localhost/exported:2", "localhost/more:1"])
+        # an existing non-empty directory is not overwritten
+        r = self.call("ExportImage", {"name": "busybox", "destination":
+                                      "oci:%s" % self.path("e-oci"), "compress": False,
+                                      "tags": []})
+        self.assertError(r, "io.podman.ErrorOccurred")
+        r = self.call("ExportImage", {"name": "busybox", "destination": "ftp:/x",
+                                      "compress": False, "tags": []})
+        self.assertError(r, "io.podman.ErrorOccurred")
+        r = self.call("ExportImage", {"name": "nosuch", "destination": "dir:/tmp/nosuch",
+                                      "compress": False, "tags": []})
+        self.assertError(r, "io.podman.ImageNotFound")
+        self.assertEqual([n for n in listdir(self.tmp) if n.startswith(".")], [])
+
+    def test_berth_save_verb(self):
+        self.load(fixture("busybox-docker.tar"))
+        bb = config_id("busybox-oci")
+        out = self.path("b.tar")
+        p = self.berth("save", "-o", out, "busybox")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(self.skopeo_inspect("oci-archive:%s:localhost/busybox:latest"
+                                             % out)["config"]["digest"], "sha256:" + bb)
+        p = self.berth_io(["save", "-q", "--format", "docker-archive", "busybox",
+                           "second:2"], text=False)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        with open(self.path("stdout.tar"), "wb") as f:
+            f.write(p.stdout)
+        self.skopeo_inspect("docker-archive:" + self.path("stdout.tar"))
+        for fmt in ["oci-dir", "docker-dir"]:
+            out = self.path("dir-" + fmt)
+            p = self.berth("save", "--format", fmt, "-o", out, "busybox")
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertEqual(self.skopeo_inspect("dir:" + out)["config"]["digest"],
+                             "sha256:" + bb)
+        d2 = self.fresh_daemon()
+        p = self.berth("load", "-i", self.path("stdout.tar"), d=d2)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("localhost/busybox:latest, localhost/second:2", p.stdout)
+        self.assertEqual([i["id"] for i in self.images(d2)], [bb])
+        self.assertEqual(listdir(os.path.join(self.root, "uploads")), [])
+
+
+class ImportTest(ArchiveTest):
+
+    def rootfs(self):
+        """The busybox root file system as a plain tar (the docker-archive's
+        layer)."""
+        path = self.path("rootfs.tar")
+        with tarfile.open(fixture("busybox-docker.tar")) as t:
+            layer = json.load(t.extractfile("manifest.json"))[0]["Layers"][0]
+            with open(path, "wb") as f:
+                shutil.copyfileobj(t.extractfile(layer), f)
+        return path
+
+    def test_import_with_changes(self):
+        rootfs = self.rootfs()
+        with self.conn() as c:
+            src = self.upload(rootfs, c)
+            out = self.assertOk(c.request("io.podman.ImportImage", {
+                "source": src, "reference": "imported", "message": "from a test",
+                "changes": ['CMD ["sh"]', "ENV FOO=bar", "ENV GREETING hello world",
+                            "WORKDIR /tmp", "LABEL a=b", "EXPOSE 8080",
+                            "STOPSIGNAL SIGINT", "USER app", "VOLUME /data"],
+                "delete": True}))
+        iid = out["image"]
+        self.assertRegex(iid, "^[0-9a-f]{64}$")
+        self.assertFalse(os.path.exists(src), "delete=true kept the source")
+        img = self.inspect("imported")
+        self.assertEqual(img["Id"], iid)
+        self.assertEqual(img["RepoTags"], ["localhost/imported:latest"])
+        cfg = img["Config"]
+        self.assertEqual(cfg["Cmd"], ["sh"])
+        self.assertEqual(cfg["Env"], ["FOO=bar", "GREETING=hello world"])
+        self.assertEqual(cfg["WorkingDir"], "/tmp")
+        self.assertEqual(cfg["Labels"], {"a": "b"})
+        self.assertEqual(cfg["ExposedPorts"], {"8080/tcp": {}})
+        self.assertEqual(cfg["StopSignal"], "SIGINT")
+        self.assertEqual(cfg["User"], "app")
+        self.assertEqual(cfg["Volumes"], {"/data": {}})
+        self.assertEqual(img["History"][0]["comment"], "from a test")
+        with open(rootfs, "rb") as f:
+            diff_id = "sha256:" + hashlib.sha256(f.read()).hexdigest()
+        self.assertEqual(img["RootFS"]["Layers"], [diff_id])
+        # the layer is busybox's own: loading busybox shares it
+        self.load(fixture("busybox-docker.tar"))
+        self.assertEqual(len(listdir(os.path.join(self.root, "layers"))), 1)
+        # unnamed, gzip-compressed, source kept
+        gz = self.path("rootfs.tar.gz")
+        subprocess.run(["gzip", "-kn", rootfs], check=True)
+        out = self.ok("ImportImage", {"source": gz, "reference": "", "message": "",
+                                      "changes": [], "delete": False})
+        self.assertTrue(os.path.exists(gz))
+        dangling = [i for i in self.images() if i["id"] == out["image"]]
+        self.assertEqual(dangling[0]["repoTags"], [])
+        self.assertEqual(self.inspect(out["image"])["RootFS"]["Layers"], [diff_id])
+
+    def test_import_errors(self):
+        rootfs = self.rootfs()
+        r = self.call("ImportImage", {"source": rootfs, "reference": "x",
+                                      "message": "", "changes": ["RUN rm -rf /"],
+                                      "delete": False})
+        self.assertError(r, "io.podman.ErrorOccurred")
+        self.assertIn("RUN", r["parameters"]["reason"])
+        r = self.call("ImportImage", {"source": self.path("nope.tar"), "reference": "",
+                                      "message": "", "changes": [], "delete": False})
+        self.assertError(r, "io.podman.ErrorOccurred")
+        garbage = self.path("garbage")
+        with open(garbage, "wb") as f:
+            f.write(b"this is not a tar file at all" * 100)
+        r = self.call("ImportImage", {"source": garbage, "reference": "",
+                                      "message": "", "changes": [], "delete": True})
+        self.assertError(r, "io.podman.ErrorOccurred")
+        self.assertFalse(os.path.exists(garbage))
+        self.assertNoImages()
+
+    def test_berth_import_verb(self):
+        rootfs = self.rootfs()
+        p = self.berth("import", rootfs, "mine:v1", "-c", "CMD [\"sh\"]",
+                       "--change", "ENV A=1", "-m", "by berth")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        iid = p.stdout.strip()
+        img = self.inspect("mine:v1")
+        self.assertEqual(img["Id"], iid)
+        self.assertEqual(img["Config"]["Env"], ["A=1"])
+        self.assertTrue(os.path.exists(rootfs))
+        self.assertEqual(listdir(os.path.join(self.root, "uploads")), [])
+
+
+class PullArchiveTest(ArchiveTest):
+
+    def test_pull_from_archive_transports(self):
+        bb, bb5 = config_id("busybox-oci"), config_id("busybox5-oci")
+        r, logs = self.stream("PullImage", {"name": "docker-archive:" +
+                                            fixture("busybox5-docker.tar")})
+        self.assertEqual(self.final_id(r), bb5)
+        self.assertTrue(logs)
+        r, _ = self.stream("PullImage", {"name": "oci-archive:%s:latest"
+                                         % fixture("busybox-oci.tar")}, more=False)
+        self.assertEqual(self.final_id(r), bb)
+        r, _ = self.stream("PullImage", {"name": "oci:%s" % fixture("busybox-multi-oci")})
+        self.assertEqual(self.final_id(r), bb)
+        self.assertEqual(self.inspect("busybox5")["RepoTags"], ["localhost/busybox5:latest"])
+        r, _ = self.stream("PullImage", {"name": "docker-archive:" + self.path("no.tar")})
+        self.assertError(r, "io.podman.ErrorOccurred")
+        self.assertEqual(sorted(i["id"] for i in self.images()), sorted([bb, bb5]))
+
+
+class RegistryTest(ArchiveTest):
+
+    def test_push_formats_and_pull_back(self):
+        self.load(fixture("busybox5-docker.tar"))
+        want = config_id("busybox5-oci")
+        d2 = self.fresh_daemon()
+        for fmt, media in [("oci", "application/vnd.oci.image.manifest.v1+json"),
+                           ("v2s2", "application/vnd.docker.distribution.manifest.v2+json")]:
+            dest = REG.ref("pushed-" + fmt, "t1")
+            r, logs = self.stream("PushImage", {
+                "name": "busybox5", "tag": dest, "tlsverify": False, "signaturePolicy": "",
+                "creds": "", "certDir": "", "compress": fmt == "oci", "format": fmt,
+                "removeSignatures": False, "signBy": ""})
+            self.assertEqual(self.final_id(r), "")
+            self.assertTrue(logs)
+            self.assertEqual(REG.manifest("pushed-" + fmt, "t1")[1], media)
+            r, _ = self.stream("PullImage", {"name": dest, "tlsVerify": False}, d=d2)
+            self.assertEqual(self.final_id(r), want)
+        r, _ = self.stream("PushImage", {
+            "name": "nosuchimage", "tag": "", "signaturePolicy": "", "creds": "",
+            "certDir": "", "compress": False, "format": "", "removeSignatures": False,
+            "signBy": ""})
+        self.assertError(r, "io.podman.ImageNotFound")
+        r, _ = self.stream("PushImage", {
+            "name": "busybox5", "tag": REG.ref("x"), "tlsverify": False,
+            "signaturePolicy": "", "creds": "", "certDir": "", "compress": False,
+            "format": "v2s1", "removeSignatures": False, "signBy": ""})
+        self.assertError(r, "io.podman.ErrorOccurred")
+
+    def test_search(self):
+        out = self.ok("SearchImages", {"query": "busy", "filter": {"star_count": 0}})
+        names = [x["name"] for x in out["results"]]
+        self.assertIn(REG.url + "/busybox", names)
+        self.assertIn(REG.url + "/busybox5", names)
+        for x in out["results"]:
+            self.assertEqual(x["registry"], REG.url)
+        out = self.ok("SearchImages", {"query": "busy", "limit": 1,
+                                       "filter": {"star_count": 0}})
+        self.assertEqual(len(out["results"]), 1)
+        out = self.ok("SearchImages", {"query": REG.url + "/busybox5",
+                                       "filter": {"star_count": 0}})
+        self.assertEqual([x["name"] for x in out["results"]], [REG.url + "/busybox5"])
+        out = self.ok("SearchImages", {"query": "busy", "filter": {
+            "is_official": True, "star_count": 0}})
+        self.assertEqual(out["results"], [])
+
+    def test_berth_push_and_search_verbs(self):
+        self.load(fixture("busybox-docker.tar"))
+        dest = REG.ref("verb-pushed", "v1")
+        p = self.berth("push", "--tls-verify=false", "--format", "v2s2", "busybox", dest)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("Writing manifest", p.stdout)
+        d2 = self.fresh_daemon()
+        p = self.berth("pull", "--tls-verify=false", dest, d=d2)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn(config_id("busybox-oci"), p.stdout)
+        p = self.berth("push", "--tls-verify=false", "nosuchimage", dest)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("ImageNotFound", p.stderr)
+        p = self.berth("search", "--limit", "5", "busy")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        lines = p.stdout.splitlines()
+        self.assertEqual(lines[0].split(), ["NAME", "DESCRIPTION", "STARS", "OFFICIAL",
+                                            "AUTOMATED"])
+        found = [l.split()[0] for l in lines[1:]]
+        self.assertIn(REG.url + "/busybox", found)
+        self.assertIn(REG.url + "/busybox5", found)
+        p = self.berth("search", "--filter", "is-official=true", "busy")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(len(p.stdout.splitlines()), 1)
+
+
+if __name__ == "__main__":
+    harness.main()
