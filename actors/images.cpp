@@ -717,11 +717,7 @@ private:
     out.created = img.created;
     out.size = img.size;
     out.virtualSize = img.size;
-    storage::image_config cfg;
-    std::string text, err;
-    if (store_.read_blob("sha256:" + img.id, text, err) &&
-        storage::parse_image_config(text, cfg, err))
-      out.labels = cfg.labels;
+    out.labels = img.labels;
     return out;
   }
 
