@@ -80,9 +80,19 @@ bool certification::check(const rpc::call_ptr& c, const In& got,
         describe(name, &got, f.more, f.oneway)});
     return false;
   }
-  if (!(got == want) || f.more != more || f.oneway != oneway || f.upgrade) {
+  // Exact: the values, and no parameter more or less than expected.
+  json::writer w;
+  encode(w, want);
+  auto sent = c->raw_parameters().empty() ? std::string{"{}"}
+                                          : c->raw_parameters();
+  bool exact = json::raw{sent} == json::raw{w.take()};
+  if (!(got == want) || !exact || f.more != more || f.oneway != oneway ||
+      f.upgrade) {
+    // What came, as it came: unknown parameters included.
+    auto came = describe<In>(name, nullptr, f.more, f.oneway);
+    came.text.insert(came.text.size() - 1, ",\"parameters\":" + sent);
     c->fail(cert::CertificationError{describe(name, &want, more, oneway),
-                                     describe(name, &got, f.more, f.oneway)});
+                                     std::move(came)});
     return false;
   }
   return true;

@@ -151,7 +151,7 @@ void engine::serve(varlink::server& srv) {
   });
   if (impl_->certification)
     srv.add_interface(cert::info, forward(impl_->certification),
-                      {"Test10"});
+                      {"Test10"}, true);
 }
 
 void engine::stop() {

@@ -113,6 +113,11 @@ public:
 
   bool finished() const { return finished_.load(); }
 
+  /// The `parameters` object exactly as sent, for interfaces registered to
+  /// keep it ("" when absent or not kept).
+  const std::string& raw_parameters() const { return raw_params_; }
+  void keep_raw_parameters(std::string text) { raw_params_ = std::move(text); }
+
   // Set by the server after decoding.
   void bind(const method_info* m, call_flags f, std::shared_ptr<responder> r) {
     method_ = m;
@@ -125,6 +130,7 @@ private:
   const method_info* method_ = nullptr;
   call_flags flags_;
   std::shared_ptr<responder> out_;
+  std::string raw_params_;
   std::atomic<bool> finished_{false};
   std::mutex cancel_mtx_;
   std::function<void()> on_cancel_;

@@ -127,6 +127,7 @@ struct server::binding {
   const rpc::interface_info* iface;
   executor exec;
   std::vector<std::string_view> streams_only;
+  bool keep_parameters = false;
 };
 
 struct server::parse_state {
@@ -468,6 +469,8 @@ private:
                 flags.oneway);
       return;
     }
+    if (b->keep_parameters && params)
+      c->keep_raw_parameters(simdjson::minify(*params));
     c->bind(m, flags, link_);
     current_ = c;
     current_flags_ = flags;
@@ -671,8 +674,10 @@ server::~server() {
 }
 
 void server::add_interface(const rpc::interface_info& iface, executor exec,
-                           std::vector<std::string_view> streams_only) {
-  ifaces_.push_back({&iface, std::move(exec), std::move(streams_only)});
+                           std::vector<std::string_view> streams_only,
+                           bool keep_parameters) {
+  ifaces_.push_back(
+      {&iface, std::move(exec), std::move(streams_only), keep_parameters});
 }
 
 server::binding* server::find_binding(std::string_view name) {

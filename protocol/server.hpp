@@ -55,9 +55,11 @@ public:
 
   /// Serves `iface` through `exec`. Methods the executor does not answer
   /// must still get a reply (`not_implemented`).
-  /// Methods named in `streams_only` answer ExpectedMore without `more`.
+  /// Methods named in `streams_only` answer ExpectedMore without `more`;
+  /// with `keep_parameters` each call also carries its raw parameters.
   void add_interface(const rpc::interface_info& iface, executor exec,
-                     std::vector<std::string_view> streams_only = {});
+                     std::vector<std::string_view> streams_only = {},
+                     bool keep_parameters = false);
 
   /// Opens every listener; false with `err` set if one fails (then none is
   /// left open).
