@@ -3,6 +3,8 @@
 // was unpacked into; every output is built under a temporary name.
 #include "storage/archive.hpp"
 
+#include "protocol/json.hpp"
+
 #include "storage/digest.hpp"
 #include "storage/layer.hpp"
 #include "storage/reference.hpp"
@@ -322,35 +324,7 @@ bool decompress(int in, int out, std::string& digest, std::string& err) {
 // JSON
 
 std::string quote(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    switch (c) {
-    case '"':
-      out += "\\\"";
-      break;
-    case '\\':
-      out += "\\\\";
-      break;
-    case '\n':
-      out += "\\n";
-      break;
-    case '\r':
-      out += "\\r";
-      break;
-    case '\t':
-      out += "\\t";
-      break;
-    default:
-      if (static_cast<unsigned char>(c) < 0x20) {
-        char buf[8];
-        std::snprintf(buf, sizeof buf, "\\u%04x", c);
-        out += buf;
-      } else {
-        out += c;
-      }
-    }
-  }
-  return out + "\"";
+  return json::quote(s);
 }
 
 std::string string_array(const std::vector<std::string>& v) {

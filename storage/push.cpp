@@ -1,5 +1,7 @@
 #include "storage/push.hpp"
 
+#include "protocol/json.hpp"
+
 #include "storage/digest.hpp"
 #include "storage/reference.hpp"
 #include "storage/registry.hpp"
@@ -79,35 +81,7 @@ std::string short_digest(const std::string& d) {
 }
 
 std::string json_string(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    switch (c) {
-    case '"':
-      out += "\\\"";
-      break;
-    case '\\':
-      out += "\\\\";
-      break;
-    case '\n':
-      out += "\\n";
-      break;
-    case '\r':
-      out += "\\r";
-      break;
-    case '\t':
-      out += "\\t";
-      break;
-    default:
-      if (static_cast<unsigned char>(c) < 0x20) {
-        char buf[8];
-        std::snprintf(buf, sizeof buf, "\\u%04x", c);
-        out += buf;
-      } else {
-        out += c;
-      }
-    }
-  }
-  return out + "\"";
+  return json::quote(s);
 }
 
 bool parse_format(const std::string& text, std::optional<manifest_format>& out,
