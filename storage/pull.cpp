@@ -1,6 +1,7 @@
 #include "storage/pull.hpp"
 
 #include "storage/digest.hpp"
+#include "storage/parallel.hpp"
 #include "storage/image_config.hpp"
 #include "storage/layer.hpp"
 #include "storage/reference.hpp"
@@ -195,30 +196,10 @@ private:
 
   // Fetches and unpacks the layers that are not here yet, a few at once.
   bool fetch_layers(std::vector<layer_record>& layers, std::string& err) {
-    std::atomic<size_t> next{0};
-    std::atomic<bool> failed{false};
-    std::mutex mtx;
-    std::string first_error;
-    auto work = [&] {
-      for (size_t i; (i = next++) < layers.size() && !failed;) {
-        std::string e;
-        if (!fetch_layer(layers[i], e)) {
-          std::lock_guard guard{mtx};
-          if (!failed.exchange(true))
-            first_error = e;
-        }
-      }
-    };
-    std::vector<std::thread> threads;
-    for (size_t t = 0; t < std::min(parallel_layers, layers.size()); ++t)
-      threads.emplace_back(work);
-    for (auto& t : threads)
-      t.join();
-    if (failed) {
-      err = first_error;
-      return false;
-    }
-    return true;
+    return run_parallel(
+        layers.size(), parallel_layers,
+        [&](size_t i, std::string& e) { return fetch_layer(layers[i], e); },
+        err);
   }
 
   bool fetch_layer(layer_record& l, std::string& err) {

@@ -3,6 +3,7 @@
 #include "protocol/json.hpp"
 
 #include "storage/digest.hpp"
+#include "storage/parallel.hpp"
 #include "storage/reference.hpp"
 #include "storage/registry.hpp"
 
@@ -376,28 +377,10 @@ private:
 
   // Pushes the layers a few at once; the client is shared between threads.
   bool push_layers(const std::vector<descriptor>& layers, std::string& err) {
-    std::atomic<size_t> next{0};
-    std::atomic<bool> failed{false};
-    std::mutex mtx;
-    std::string first_error;
-    auto work = [&] {
-      for (size_t i; (i = next++) < layers.size() && !failed;) {
-        std::string e;
-        if (!push_layer(layers[i], e)) {
-          std::lock_guard guard{mtx};
-          if (!failed.exchange(true))
-            first_error = e;
-        }
-      }
-    };
-    std::vector<std::thread> threads;
-    for (size_t t = 0; t < std::min(parallel_layers, layers.size()); ++t)
-      threads.emplace_back(work);
-    for (auto& t : threads)
-      t.join();
-    if (failed)
-      err = first_error;
-    return !failed;
+    return run_parallel(
+        layers.size(), parallel_layers,
+        [&](size_t i, std::string& e) { return push_layer(layers[i], e); },
+        err);
   }
 
   bool push_layer(const descriptor& l, std::string& err) {
