@@ -2,6 +2,7 @@
 // archive is opened with openat2(RESOLVE_IN_ROOT) below the directory it
 // was unpacked into; every output is built under a temporary name.
 #include "storage/archive.hpp"
+#include "storage/errno_text.hpp"
 
 #include "protocol/json.hpp"
 
@@ -66,14 +67,6 @@ constexpr size_t copy_block = 1 << 20;
 
 // ---------------------------------------------------------------------------
 // Files
-
-// strerror's text, lowercased to sit inside a sentence.
-std::string errno_text(int e) {
-  std::string text = std::strerror(e);
-  if (!text.empty() && text[0] >= 'A' && text[0] <= 'Z')
-    text[0] = static_cast<char>(text[0] - 'A' + 'a');
-  return text;
-}
 
 class unique_fd {
 public:

@@ -2,6 +2,7 @@
 // the tar; every file system change is made by *at() calls on directories
 // that openat2(RESOLVE_IN_ROOT) resolved inside the destination.
 #include "storage/layer.hpp"
+#include "storage/errno_text.hpp"
 
 #include "storage/digest.hpp"
 
@@ -34,14 +35,6 @@ constexpr std::string_view opaque_marker = ".wh..wh..opq";
 constexpr std::string_view aufs_link_dir = ".wh..wh.plnk";
 constexpr int max_symlink_hops = 40;
 constexpr size_t read_block = 1 << 16;
-
-// strerror's text, lowercased to sit inside a sentence.
-std::string errno_text(int e) {
-  std::string text = std::strerror(e);
-  if (!text.empty() && text[0] >= 'A' && text[0] <= 'Z')
-    text[0] = static_cast<char>(text[0] - 'A' + 'a');
-  return text;
-}
 
 std::string archive_text(archive* a) {
   auto* text = archive_error_string(a);

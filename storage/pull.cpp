@@ -257,19 +257,9 @@ private:
 
 registry_options options_for(const pull_request& req,
                              const image_reference& ref) {
-  registry_options opts;
-  auto insecure = std::find(req.insecure_registries.begin(),
-                            req.insecure_registries.end(),
-                            ref.registry) != req.insecure_registries.end();
-  opts.tls_verify = req.tls_verify.value_or(!insecure);
-  opts.cert_dir = req.cert_dir;
-  if (auto colon = req.creds.find(':'); colon != std::string::npos) {
-    opts.username = req.creds.substr(0, colon);
-    opts.password = req.creds.substr(colon + 1);
-  } else {
-    opts.username = req.creds;
-  }
-  return opts;
+  return options_for_registry(ref.registry, req.tls_verify,
+                              req.insecure_registries, req.creds,
+                              req.cert_dir);
 }
 
 // One registry's attempt at a pull.

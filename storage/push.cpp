@@ -503,17 +503,9 @@ bool default_destination(const std::string& given, const image_record& img,
 
 registry_options options_for(const push_request& req,
                              const std::string& registry) {
-  registry_options opts;
-  auto& insecure = req.insecure_registries;
-  bool listed =
-      std::find(insecure.begin(), insecure.end(), registry) != insecure.end();
-  opts.tls_verify = req.tls_verify.value_or(!listed);
-  opts.cert_dir = req.cert_dir;
-  auto colon = req.creds.find(':');
-  opts.username = req.creds.substr(0, colon);
-  if (colon != std::string::npos)
-    opts.password = req.creds.substr(colon + 1);
-  return opts;
+  return options_for_registry(registry, req.tls_verify,
+                              req.insecure_registries, req.creds,
+                              req.cert_dir);
 }
 
 } // namespace

@@ -1239,4 +1239,21 @@ bool registry_client::tags(const std::string& repository,
   return false;
 }
 
+registry_options options_for_registry(
+    const std::string& registry, std::optional<bool> tls_verify,
+    const std::vector<std::string>& insecure_registries,
+    const std::string& creds, const std::string& cert_dir) {
+  registry_options opts;
+  bool listed = std::find(insecure_registries.begin(),
+                          insecure_registries.end(),
+                          registry) != insecure_registries.end();
+  opts.tls_verify = tls_verify.value_or(!listed);
+  opts.cert_dir = cert_dir;
+  auto colon = creds.find(':');
+  opts.username = creds.substr(0, colon);
+  if (colon != std::string::npos)
+    opts.password = creds.substr(colon + 1);
+  return opts;
+}
+
 } // namespace berth::storage

@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <optional>
 #include <string_view>
 #include <vector>
 
@@ -71,6 +72,14 @@ struct manifest {
 /// Called as bytes move: `done` so far out of `total` (0 when unknown).
 /// Returning false cancels the transfer with the error "cancelled".
 using transfer_progress = std::function<bool(uint64_t done, uint64_t total)>;
+
+/// Options for talking to `registry`: TLS is verified unless `tls_verify`
+/// says otherwise or the registry is listed as insecure; `creds` is
+/// "user:pass" (or just a user).
+registry_options options_for_registry(
+    const std::string& registry, std::optional<bool> tls_verify,
+    const std::vector<std::string>& insecure_registries,
+    const std::string& creds = {}, const std::string& cert_dir = {});
 
 /// One registry, addressed as image references name it ("docker.io",
 /// "quay.io", "127.0.0.1:5000"). Every call is blocking and reports

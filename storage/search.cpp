@@ -22,11 +22,8 @@ struct registry_answer {
 
 registry_options options_for(const search_request& req,
                              const std::string& registry) {
-  registry_options opts;
-  auto& insecure = req.insecure_registries;
-  bool listed =
-      std::find(insecure.begin(), insecure.end(), registry) != insecure.end();
-  opts.tls_verify = req.tls_verify.value_or(!listed);
+  auto opts = options_for_registry(registry, req.tls_verify,
+                                   req.insecure_registries);
   // A search answers now or not at all; an unreachable registry should
   // not hold up the others' results for long.
   opts.retries = 1;
