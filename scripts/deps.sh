@@ -9,6 +9,8 @@ packages=(
   libcaf-dev libsimdjson-dev libuv1-dev liburing-dev libspdlog-dev
   libfmt-dev libboost-test-dev libsqlite3-dev libarchive-dev libzstd-dev
   libcurl4-openssl-dev libssl-dev
+  # running containers: the OCI runtimes, their monitor, the init for --init
+  runc crun conmon catatonit
   # tests: independent varlink clients, the fuzzer's compiler and runtime
   golang-go golang-github-varlink-go-dev varlink-go clang libclang-rt-14-dev
   # tests: a real registry on loopback and image fixtures built offline
