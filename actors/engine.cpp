@@ -1,6 +1,7 @@
 #include "actors/engine.hpp"
 
 #include "actors/certification.hpp"
+#include "actors/containers.hpp"
 #include "actors/images.hpp"
 #include "actors/podman_api.hpp"
 #include "protocol/log.hpp"
@@ -49,16 +50,22 @@ caf::behavior service_actor(caf::event_based_actor* self,
 /// gathers the stores' counts first.
 caf::behavior gateway_actor(caf::event_based_actor* self,
                             std::shared_ptr<podman_api> api,
-                            caf::actor images) {
+                            caf::actor images, caf::actor catalog) {
   log_unexpected(self);
   auto info = [=](const rpc::call_ptr& c) {
-    self->request(images, std::chrono::seconds{10}, count_atom::value)
-        .then([=](int64_t n) { api->info(c, 0, n); },
-              [=](caf::error& e) {
-                c->fail(podman::ErrorOccurred{"getting info: counting "
-                                              "images: " +
-                                              self->system().render(e)});
-              });
+    auto failed = [=](caf::error& e) {
+      c->fail(podman::ErrorOccurred{"getting info: counting: " +
+                                    self->system().render(e)});
+    };
+    self->request(catalog, std::chrono::seconds{10}, ccount_atom::value)
+        .then(
+            [=](int64_t containers) {
+              self->request(images, std::chrono::seconds{10},
+                            count_atom::value)
+                  .then([=](int64_t n) { api->info(c, containers, n); },
+                        failed);
+            },
+            failed);
   };
   return {
     [=](const rpc::call_ptr& c) {
@@ -68,6 +75,19 @@ caf::behavior gateway_actor(caf::event_based_actor* self,
     },
   };
 }
+
+// The io.podman methods the catalog serves (it hands most of them to the
+// container's own actor).
+constexpr std::string_view container_methods[] = {
+  "ContainerArtifacts", "ContainerConfig", "ContainerExists",
+  "ContainerInspectData", "ContainerStateData", "CreateContainer",
+  "DeleteStoppedContainers", "ExportContainer", "GetContainer",
+  "GetContainerLogs", "GetContainersByContext", "InspectContainer",
+  "KillContainer", "ListContainerChanges", "ListContainerMounts",
+  "ListContainers", "MountContainer", "PauseContainer", "RemoveContainer",
+  "RestartContainer", "StartContainer", "StopContainer", "UnmountContainer",
+  "UnpauseContainer", "WaitContainer",
+};
 
 // The io.podman methods the images actor serves.
 constexpr std::string_view image_methods[] = {
@@ -99,6 +119,7 @@ struct engine::impl {
   caf::actor_system sys;
   caf::actor gateway;
   caf::actor images;
+  caf::actor catalog;
   caf::actor certification;
 
   explicit impl(engine_options o)
@@ -115,9 +136,21 @@ struct engine::impl {
       throw std::runtime_error("the image store under " + opts.root +
                                " did not open (" + failure +
                                "); see the log above");
+    catalog = sys.spawn(catalog_actor,
+                        container_options{opts.root, opts.runroot,
+                                          opts.runtime},
+                        images);
+    caf::anon_send(images, catalog_atom::value, catalog);
+    probe->request(catalog, std::chrono::seconds{120}, ccount_atom::value)
+        .receive([](int64_t) {},
+                 [&](caf::error& e) { failure = sys.render(e); });
+    if (!failure.empty())
+      throw std::runtime_error("the container store under " + opts.root +
+                               " did not open (" + failure +
+                               "); see the log above");
     auto api = std::make_shared<podman_api>(
         api_options{opts.root, opts.runroot, opts.registries_conf});
-    gateway = sys.spawn(gateway_actor, std::move(api), images);
+    gateway = sys.spawn(gateway_actor, std::move(api), images, catalog);
     if (opts.certification)
       certification = sys.spawn(service_actor,
                                 std::make_shared<actors::certification>());
@@ -142,6 +175,8 @@ void engine::serve(varlink::server& srv) {
   std::vector<caf::actor> owner(podman::info.methods.size(), impl_->gateway);
   for (auto name : image_methods)
     owner[podman::info.find(name)->index] = impl_->images;
+  for (auto name : container_methods)
+    owner[podman::info.find(name)->index] = impl_->catalog;
   srv.add_interface(podman::info, [fixed, owner](const rpc::call_ptr& c) {
     auto i = c->method().index;
     if (i == size_t(podman::method::GetVersion))
@@ -157,7 +192,8 @@ void engine::serve(varlink::server& srv) {
 void engine::stop() {
   if (!impl_)
     return;
-  for (auto* a : {&impl_->gateway, &impl_->images, &impl_->certification}) {
+  for (auto* a : {&impl_->gateway, &impl_->catalog, &impl_->images,
+                 &impl_->certification}) {
     if (*a)
       caf::anon_send_exit(*a, caf::exit_reason::user_shutdown);
     *a = nullptr;

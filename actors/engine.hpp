@@ -15,6 +15,8 @@ struct engine_options {
   std::string root = "/var/lib/berth";
   std::string runroot = "/run/berth";
   std::string registries_conf = "/etc/containers/registries.conf";
+  /// The OCI runtime: "" picks crun where it works, else runc.
+  std::string runtime;
   /// Also serve org.varlink.certification.
   bool certification = false;
   /// Scheduler threads; 0 means one per core.

@@ -1,5 +1,7 @@
 #include "actors/images.hpp"
 
+#include "actors/containers.hpp"
+
 #include "protocol/gen/io_podman.hpp"
 #include "protocol/log.hpp"
 #include "runtime/host.hpp"
@@ -215,6 +217,33 @@ public:
     storage::image_record img;
     if (!find(c, in.name, img))
       return;
+    if (!catalog_)
+      return remove_image(c, in, img);
+    // Containers made from the image need its layers.
+    self_->request(catalog_, 10s, users_atom::value, img.id)
+        .then(
+            [this, c, in, img](const std::vector<std::string>& users) {
+              if (users.empty())
+                return remove_image(c, in, img);
+              // Removing one of several names leaves the layers alone.
+              if (img.names.size() > 1 && !in.force)
+                return remove_image(c, in, img);
+              c->fail(podman::ErrorOccurred{
+                  "image " + img.id + " is in use by container " +
+                  users.front() + (users.size() > 1 ? " and others" : "") +
+                  ": remove the container first"});
+            },
+            [this, c](caf::error& e) {
+              c->fail(podman::ErrorOccurred{
+                  "removing an image: asking which containers use it: " +
+                  self_->system().render(e)});
+            });
+  }
+
+  void set_catalog(caf::actor a) { catalog_ = std::move(a); }
+
+  void remove_image(const rpc::call_ptr& c, const podman::RemoveImage_in& in,
+                    const storage::image_record& img) {
     std::string err;
     // A name of an image that has several only loses that name.
     auto named = std::find_if(img.names.begin(), img.names.end(),
@@ -274,14 +303,78 @@ public:
     req.tls_verify = in.tlsVerify;
     req.creds = in.creds;
     req.cert_dir = in.certDir;
+    start_pull(key, std::move(req));
+  }
+
+  /// The image a container is made from: found locally, or pulled (with
+  /// the registries' defaults) and shared with any pull of it in flight.
+  caf::result<container_image_ptr> image_for(const std::string& ref) {
+    storage::image_record img;
+    std::string why;
+    switch (store_.resolve(ref, img, why)) {
+      case storage::lookup::found: return describe_for_container(img);
+      case storage::lookup::ambiguous: return failed_image(why);
+      case storage::lookup::not_found: break;
+    }
+    storage::archive_reference local;
+    if (ref.empty() || storage::parse_archive_reference(ref, local))
+      return failed_image(ref.empty() ? "no image given" : why);
+    auto rp = self_->make_response_promise<container_image_ptr>();
+    auto key = "pull\n" + ref + "\n\n\n-";
+    auto& j = jobs_[key];
+    j.kind = job_kind::pull;
+    j.internal.push_back([this, rp, ref](bool ok, const std::string& err)
+                             mutable {
+      storage::image_record pulled;
+      std::string why;
+      if (!ok)
+        rp.deliver(failed_image("pulling " + ref + ": " + err));
+      else if (store_.resolve(ref, pulled, why) != storage::lookup::found)
+        rp.deliver(failed_image(why));
+      else
+        rp.deliver(describe_for_container(pulled));
+    });
+    if (!j.cancelled) {
+      storage::pull_request req;
+      req.reference = ref;
+      start_pull(key, std::move(req));
+    }
+    return rp;
+  }
+
+  void start_pull(const std::string& key, storage::pull_request req) {
     auto regs = registries();
     req.search_registries = regs.search;
     req.insecure_registries = regs.insecure();
+    auto* store = &store_;
     start(key, [store, req](auto& ev, job_outcome& out) {
       out.images.resize(1);
       out.ok = storage::pull_image(*store, req, ev, out.images[0], out.error);
       out.id = out.images[0].id;
     });
+  }
+
+  static container_image_ptr failed_image(std::string why) {
+    auto r = std::make_shared<container_image>();
+    r->error = std::move(why);
+    return r;
+  }
+
+  container_image_ptr describe_for_container(const storage::image_record& img) {
+    auto r = std::make_shared<container_image>();
+    std::string text;
+    if (!store_.read_blob("sha256:" + img.id, text, r->error) ||
+        !storage::parse_image_config(text, r->config, r->error)) {
+      r->error = "reading image " + img.id + ": " + r->error;
+      return r;
+    }
+    r->ok = true;
+    r->id = img.id;
+    for (auto& l : img.layers) {
+      r->chain_ids.push_back(l.chain_id);
+      r->layer_dirs.push_back(store_.layer_path(l.chain_id) + "/diff");
+    }
+    return r;
   }
 
   void LoadImage(const rpc::call_ptr& c,
@@ -502,6 +595,8 @@ public:
     // Nobody is left to fetch a saved image.
     if (ok && j.kind == job_kind::save && j.waiters.empty())
       ::unlink(r->id.c_str());
+    for (auto& f : j.internal)
+      f(ok, err);
     for (auto& w : j.waiters) {
       if (!ok && r->not_found)
         w.call->fail(podman::ImageNotFound{r->missing, err});
@@ -533,6 +628,8 @@ private:
   struct job {
     job_kind kind = job_kind::pull;
     std::vector<waiter> waiters;
+    /// Other actors waiting for a pull: told whether it worked.
+    std::vector<std::function<void(bool, const std::string&)>> internal;
     std::shared_ptr<std::atomic<bool>> cancelled;
     bool flush_scheduled = false;
   };
@@ -804,6 +901,7 @@ private:
   image_options opts_;
   storage::image_store store_;
   std::map<std::string, job> jobs_;
+  caf::actor catalog_;
 };
 
 } // namespace
@@ -842,6 +940,10 @@ caf::behavior images_actor(caf::event_based_actor* self, image_options opts) {
       api->leave(key, id);
     },
     [api](count_atom) { return api->count(); },
+    [api](catalog_atom, caf::actor a) { api->set_catalog(std::move(a)); },
+    [api](image_for_atom, const std::string& ref) {
+      return api->image_for(ref);
+    },
   };
 }
 

@@ -3,15 +3,38 @@
 // pushes, loads, saves, imports, exports, searches) on worker actors.
 #pragma once
 
+#include "storage/image_config.hpp"
+
+#include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/atom.hpp>
 #include <caf/fwd.hpp>
 
+#include <memory>
 #include <string>
+#include <vector>
 
 namespace berth::actors {
 
 /// Asks the images actor how many images it stores (replies int64_t).
 using count_atom = caf::atom_constant<caf::atom("count")>;
+
+/// Asks the images actor for the image a container is made from, pulling
+/// it when missing (replies container_image_ptr).
+using image_for_atom = caf::atom_constant<caf::atom("imagefor")>;
+
+/// Tells the images actor where the catalog is (RemoveImage asks it which
+/// containers use an image).
+using catalog_atom = caf::atom_constant<caf::atom("catalog")>;
+
+struct container_image {
+  bool ok = false;
+  std::string error; ///< why not, when !ok
+  std::string id;
+  std::vector<std::string> layer_dirs; ///< unpacked layers, bottom first
+  std::vector<std::string> chain_ids;  ///< the same layers by chain ID
+  storage::image_config config;
+};
+using container_image_ptr = std::shared_ptr<const container_image>;
 
 struct image_options {
   std::string root;
@@ -21,3 +44,5 @@ struct image_options {
 caf::behavior images_actor(caf::event_based_actor* self, image_options opts);
 
 } // namespace berth::actors
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(berth::actors::container_image_ptr)

@@ -3,6 +3,7 @@
 #include "actors/engine.hpp"
 #include "protocol/log.hpp"
 #include "protocol/server.hpp"
+#include "runtime/process.hpp"
 #include "storage/store.hpp"
 
 #include <spdlog/sinks/stdout_sinks.h>
@@ -47,6 +48,8 @@ Options:
                            no call in flight; 0 never exits (default 0)
   --varlink-certification  also serve org.varlink.certification
   --threads N              actor scheduler threads (default: one per core)
+  --runtime NAME|PATH      OCI runtime: crun or runc or a path (default:
+                           crun where it can run on this host, else runc)
   --version                print the version and exit
   --help                   print this text and exit
 
@@ -78,7 +81,7 @@ T number(const char* text, const char* flag, int base = 10) {
 
 options parse_flags(int argc, char** argv) {
   enum { o_address = 256, o_root, o_runroot, o_log, o_mode, o_timeout,
-         o_cert, o_regs, o_threads, o_version, o_help };
+         o_cert, o_regs, o_threads, o_runtime, o_version, o_help };
   static const option longs[] = {
     {"address", required_argument, nullptr, o_address},
     {"varlink", required_argument, nullptr, o_address},
@@ -90,6 +93,7 @@ options parse_flags(int argc, char** argv) {
     {"varlink-certification", no_argument, nullptr, o_cert},
     {"registries-conf", required_argument, nullptr, o_regs},
     {"threads", required_argument, nullptr, o_threads},
+    {"runtime", required_argument, nullptr, o_runtime},
     {"version", no_argument, nullptr, o_version},
     {"help", no_argument, nullptr, o_help},
     {nullptr, 0, nullptr, 0},
@@ -123,6 +127,7 @@ options parse_flags(int argc, char** argv) {
       case o_threads:
         o.engine.threads = number<size_t>(optarg, "--threads");
         break;
+      case o_runtime: o.engine.runtime = optarg; break;
       case o_version:
         std::cout << "berthd version " << BERTH_VERSION << '\n';
         std::exit(0);
@@ -198,6 +203,9 @@ int main(int argc, char** argv) {
   setup_logging(opts.log_level);
   auto log = berth::logger("berthd");
   std::signal(SIGPIPE, SIG_IGN);
+  // Before any thread exists: every child, and every orphan of a child
+  // (conmon daemonises), is reaped here.
+  runtime::start_reaper();
 
   for (auto* dir : {&opts.engine.root, &opts.engine.runroot}) {
     if (!storage::make_dirs(*dir, 0700)) {
