@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Fresh Debian 12 machine to a running berthd: installs the dependencies,
-# builds, and starts the daemon on its default socket in the background.
+# builds, starts the daemon on its default socket in the background, then
+# pulls a real Debian image from a registry started on loopback for the
+# purpose and runs a container from it that prints its /etc/os-release.
 set -euo pipefail
 src=$(cd "$(dirname "$0")" && pwd)
 "$src/scripts/deps.sh"
@@ -35,5 +37,7 @@ for _ in $(seq 100); do
 done
 "$src/build/cmd/berth" version
 echo
+"$src/scripts/first_container.py" "$src/build/cmd/berth"
+echo
 echo "berthd is running (pid $pid, log $log) on unix:/run/podman/io.podman"
-echo "try: $src/build/cmd/berth info"
+echo "try: $src/build/cmd/berth ps -a"

@@ -5,10 +5,14 @@
 #include "protocol/gen/io_podman.hpp"
 #include "protocol/json_decode.hpp"
 #include "protocol/log.hpp"
+#include "runtime/attach.hpp"
 #include "runtime/exits.hpp"
+#include "runtime/log_follow.hpp"
 #include "runtime/oci.hpp"
 #include "runtime/overlay.hpp"
 #include "runtime/spec.hpp"
+#include "runtime/stats.hpp"
+#include "runtime/top.hpp"
 #include "storage/archive.hpp"
 #include "storage/container_files.hpp"
 #include "storage/container_store.hpp"
@@ -26,7 +30,10 @@
 #include <fstream>
 #include <functional>
 #include <random>
+#include <set>
+#include <tuple>
 #include <unordered_map>
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace berth::actors {
@@ -45,6 +52,9 @@ using timer_atom = caf::atom_constant<caf::atom("ctimer")>;
 using gone_atom = caf::atom_constant<caf::atom("cgone")>;
 using pidof_atom = caf::atom_constant<caf::atom("pidof")>;
 using remove_atom = caf::atom_constant<caf::atom("cremove")>;
+using logend_atom = caf::atom_constant<caf::atom("logend")>;
+using tick_atom = caf::atom_constant<caf::atom("statstick")>;
+using unwatch_atom = caf::atom_constant<caf::atom("unwatch")>;
 
 std::shared_ptr<spdlog::logger> log() {
   static auto l = logger("container");
@@ -71,6 +81,8 @@ struct shared_ctx {
   storage::container_store store;
   std::unique_ptr<runtime::oci> oci;
   runtime::exit_watcher exits;
+  runtime::log_hub logs;
+  runtime::attach_hub attach;
   std::string boot_id;
 
   std::string uploads() const { return opts.root + "/uploads"; }
@@ -179,6 +191,48 @@ std::string base64(const std::string& in) {
   return out;
 }
 
+/// A follower's lines, sent as `continues` replies of GetContainerLogs.
+/// When the client reads slower than the log grows, the follower pauses
+/// until the connection's queue drains.
+class log_stream final : public runtime::log_sink {
+public:
+  /// Queued reply bytes above which the follower pauses, and below which
+  /// it resumes.
+  static constexpr size_t high_water = 1 << 20;
+  static constexpr size_t low_water = 256 << 10;
+
+  log_stream(rpc::call_ptr c, runtime::log_hub* hub, runtime::log_hub::id id,
+             caf::actor owner)
+    : c_(std::move(c)), hub_(hub), id_(id), owner_(std::move(owner)) {
+  }
+
+  bool on_lines(std::vector<std::string>&& lines) override {
+    if (c_->cancelled())
+      return false; // on_cancel drops the follower
+    c_->reply(podman::GetContainerLogs_out{std::move(lines)}, true);
+    if (c_->backlog() < high_water)
+      return true;
+    auto* hub = hub_;
+    auto id = id_;
+    c_->when_writable(low_water, [hub, id] { hub->resume(id); });
+    return false;
+  }
+
+  void on_end(const std::string& error) override {
+    if (!error.empty())
+      c_->fail(podman::ErrorOccurred{error});
+    else
+      c_->reply(podman::GetContainerLogs_out{});
+    caf::anon_send(owner_, logend_atom::value, id_);
+  }
+
+private:
+  rpc::call_ptr c_;
+  runtime::log_hub* hub_;
+  runtime::log_hub::id id_;
+  caf::actor owner_;
+};
+
 bool state_is_live(container_state s) {
   return s == container_state::created || s == container_state::running ||
          s == container_state::paused;
@@ -243,6 +297,13 @@ public:
 
   void call(const rpc::call_ptr& c) {
     submit([this, c] {
+      // A waiter still learns how the container ended.
+      if (gone_ && c->method().index == size_t(podman::method::WaitContainer))
+        return c->reply(podman::WaitContainer_out{f_.rec.exit_code});
+      if (gone_)
+        return c->fail(podman::ContainerNotFound{
+            f_.rec.id, "no container with name or ID " + f_.rec.id +
+                           " found: no such container"});
       try {
         invoke(c);
       } catch (const std::exception& e) {
@@ -326,7 +387,7 @@ public:
     req.bundle = f_.userdata;
     req.userdata = f_.userdata;
     req.log_path = f_.log_path;
-    req.log_max_size = f_.plan.log_max_size;
+    req.log_max_size = log_budget();
     req.tty = f_.plan.tty;
     req.interactive = f_.plan.interactive;
     auto plan = f_.plan;
@@ -348,6 +409,10 @@ public:
                  write_file_atomic(in.userdata + "/config.json", spec, r.err) &&
                  ctx->oci->create(req, r.made, r.err);
           std::string ignored;
+          // cgroup v1 counts block I/O only on disks with a throttle rule.
+          if (r.ok && !runtime::enable_block_accounting(
+                          in.cgroups_path, ctx->opts.root, ignored))
+            log()->debug("block I/O accounting for {}: {}", in.id, ignored);
           if (!r.ok && !keep_mount)
             runtime::unmount(merged, ignored);
         },
@@ -363,6 +428,22 @@ public:
             return done(false, err);
           done(true, "");
         });
+  }
+
+  /// conmon counts log bytes from zero at each start; the limit is on the
+  /// file. So conmon gets what is left of it, and a file already past half
+  /// of it starts over now, as conmon itself does at the limit.
+  int64_t log_budget() {
+    auto max = f_.plan.log_max_size;
+    struct stat st;
+    if (max <= 0 || ::stat(f_.log_path.c_str(), &st) < 0 || st.st_size == 0)
+      return max;
+    if (st.st_size >= max / 2) {
+      if (::truncate(f_.log_path.c_str(), 0) < 0)
+        log()->warn("truncating {}: {}", f_.log_path, std::strerror(errno));
+      return max;
+    }
+    return max - st.st_size;
   }
 
   static bool mount_root(const std::vector<std::string>& lower,
@@ -433,6 +514,10 @@ public:
     ++stop_gen_;
     std::string err;
     commit(err);
+    finish_followers();
+    end_stats_watchers();
+    for (auto sid : std::exchange(attached_, {}))
+      ctx_->attach.end(sid, code);
     for (auto& c : std::exchange(stoppers_, {}))
       c->reply(podman::StopContainer_out{f_.rec.id});
     for (auto& c : std::exchange(waiters_, {}))
@@ -489,6 +574,7 @@ public:
   /// its row; then answers the removers and ends the actor.
   void remove_now() {
     f_.rec.state = container_state::removing;
+    finish_followers();
     auto ctx = ctx_;
     auto id = f_.rec.id;
     auto merged = f_.merged;
@@ -520,23 +606,38 @@ public:
               p.deliver(err);
             return;
           }
-          caf::anon_send(catalog_, removed_atom::value, f_.rec.id);
-          auto dir = f_.dir;
-          job([dir](job_result&) {
-                std::error_code ec;
-                fs::remove_all(dir, ec);
-              },
-              [this](const job_result&) {
-                log()->info("removed container {} ({})", f_.rec.id,
-                            f_.rec.name);
-                for (auto& c : std::exchange(removers_, {}))
-                  c->reply(podman::RemoveContainer_out{f_.rec.id});
-                for (auto& p : std::exchange(remove_promises_, {}))
-                  p.deliver(std::string{});
-                for (auto& c : std::exchange(waiters_, {}))
-                  c->reply(podman::WaitContainer_out{f_.rec.exit_code});
-                self_->quit();
-              });
+          // Calls the catalog forwarded before it forgot the container
+          // arrive before its answer; they find the container gone.
+          busy_ = true;
+          self_->request(catalog_, caf::infinite, removed_atom::value,
+                         f_.rec.id)
+              .then([this](bool) { forget_files(); },
+                    [this](caf::error&) { forget_files(); });
+        });
+  }
+
+  void forget_files() {
+    gone_ = true;
+    auto dir = f_.dir;
+    job([dir](job_result&) {
+          std::error_code ec;
+          fs::remove_all(dir, ec);
+        },
+        [this](const job_result&) {
+          log()->info("removed container {} ({})", f_.rec.id, f_.rec.name);
+          for (auto& c : std::exchange(removers_, {}))
+            c->reply(podman::RemoveContainer_out{f_.rec.id});
+          for (auto& p : std::exchange(remove_promises_, {}))
+            p.deliver(std::string{});
+          for (auto& c : std::exchange(waiters_, {}))
+            c->reply(podman::WaitContainer_out{f_.rec.exit_code});
+          // What queued meanwhile is answered before the actor ends.
+          while (!queue_.empty()) {
+            auto op = std::move(queue_.front());
+            queue_.pop_front();
+            op();
+          }
+          self_->quit();
         });
   }
 
@@ -732,7 +833,8 @@ public:
   void WaitContainer(const rpc::call_ptr& c,
                      const podman::WaitContainer_in&) override {
     if (f_.rec.state == container_state::exited ||
-        f_.rec.state == container_state::stopped)
+        f_.rec.state == container_state::stopped ||
+        (f_.rec.state == container_state::removing && f_.rec.finished))
       return c->reply(podman::WaitContainer_out{f_.rec.exit_code});
     waiters_.push_back(c);
     auto me = caf::actor_cast<caf::actor>(self_);
@@ -881,6 +983,8 @@ public:
 
   void GetContainerLogs(const rpc::call_ptr& c,
                         const podman::GetContainerLogs_in&) override {
+    if (c->more())
+      return follow_logs(c);
     auto path = f_.log_path;
     job(
         [=](job_result& r) {
@@ -891,6 +995,243 @@ public:
         },
         [c](const job_result& r) {
           c->reply(podman::GetContainerLogs_out{r.lines});
+        });
+  }
+
+  /// With `more`: the lines so far, then new ones as they are written,
+  /// until the container's process ends (one that never started is
+  /// waited for).
+  void follow_logs(const rpc::call_ptr& c) {
+    auto* hub = &ctx_->logs;
+    auto fid = hub->next_id();
+    auto me = caf::actor_cast<caf::actor>(self_);
+    bool follow = state_is_live(f_.rec.state) ||
+                  f_.rec.state == container_state::configured;
+    followers_.insert(fid);
+    c->on_cancel([ctx = ctx_, fid, me] {
+      ctx->logs.cancel(fid);
+      caf::anon_send(me, logend_atom::value, fid);
+    });
+    // A first reply at once, even without lines: the client knows the
+    // follow is in place (berth run starts the container only then).
+    c->reply(podman::GetContainerLogs_out{}, true);
+    hub->add(fid, f_.log_path, follow,
+             std::make_shared<log_stream>(c, hub, fid, me));
+  }
+
+  void follower_ended(runtime::log_hub::id fid) { followers_.erase(fid); }
+
+  runtime::attach_request attach_request_for(std::string keys) const {
+    runtime::attach_request r;
+    r.socket_path = ctx_->oci->paths().sockets_dir + "/" + f_.rec.id +
+                    "/attach";
+    r.ctl_path = f_.userdata + "/ctl";
+    r.detach_keys = std::move(keys);
+    r.tty = f_.plan.tty;
+    r.stdin_open = f_.plan.interactive;
+    return r;
+  }
+
+  void GetAttachSockets(const rpc::call_ptr& c,
+                        const podman::GetAttachSockets_in&) override {
+    auto answer = [this, c] {
+      auto r = attach_request_for("");
+      c->reply(podman::GetAttachSockets_out{
+          {f_.rec.id, r.socket_path, f_.userdata + "/ctl"}});
+    };
+    if (state_is_live(f_.rec.state))
+      return answer();
+    if (f_.rec.state == container_state::removing)
+      return c->fail(podman::ErrorOccurred{
+          improper("container " + f_.rec.id + " is being removed")});
+    // The sockets exist once conmon runs: prepare the container.
+    init([this, c, answer](bool ok, const std::string& err) {
+      if (!ok)
+        return c->fail(podman::ErrorOccurred{
+            "preparing container " + f_.rec.id + ": " + err});
+      answer();
+    });
+  }
+
+  void Attach(const rpc::call_ptr& c, const podman::Attach_in& in) override {
+    if (!c->flags().upgrade)
+      return c->fail(podman::ErrorOccurred{
+          "Attach needs an upgraded connection: call it with upgrade"});
+    std::string keys, err;
+    if (!runtime::parse_detach_keys(in.detachKeys, keys, err))
+      return c->fail(podman::ErrorOccurred{err});
+    auto s = f_.rec.state;
+    if (s == container_state::removing ||
+        (!in.start && s != container_state::running &&
+         s != container_state::paused && s != container_state::created))
+      return c->fail(podman::ErrorOccurred{improper(
+          "you can only attach to running containers; " + f_.rec.id +
+          " is " + storage::state_name(s))});
+    auto attach_then_start = [this, c, keys, start = in.start] {
+      runtime::attach_hub::id sid = 0;
+      std::string err;
+      if (!ctx_->attach.open(attach_request_for(keys), nullptr, sid, err))
+        return c->fail(podman::ErrorOccurred{"attaching to container " +
+                                             f_.rec.id + ": " + err});
+      attached_.push_back(sid);
+      auto* hub = &ctx_->attach;
+      c->reply_upgraded_duplex(
+          "{}", hub->peer(sid),
+          [hub, sid](std::shared_ptr<rpc::raw_channel> ch) {
+            hub->connect(sid, std::move(ch));
+          });
+      if (start && f_.rec.state == container_state::created)
+        run_start([this, sid](bool ok, const std::string& err) {
+          if (!ok)
+            log()->info("attach start of {} failed: {}", f_.rec.id, err);
+        });
+    };
+    if (state_is_live(s) || !in.start)
+      return attach_then_start();
+    init([this, c, attach_then_start](bool ok, const std::string& err) {
+      if (!ok)
+        return c->fail(podman::ErrorOccurred{
+            "starting container " + f_.rec.id + ": " + err});
+      attach_then_start();
+    });
+  }
+
+  /// The writer is done: followers deliver the rest and end.
+  void finish_followers() {
+    for (auto fid : followers_)
+      ctx_->logs.finish(fid);
+  }
+
+  std::string cgroups_path() const { return "/berth/" + f_.rec.id; }
+
+  /// One sample; `prev` gives the baseline of the cpu percentage (none:
+  /// the average since the start).
+  bool sample(podman::ContainerStats& out, std::string& err,
+              const podman::ContainerStats* prev = nullptr) {
+    runtime::cgroup_stats st;
+    if (!runtime::read_cgroup_stats(cgroups_path(), pid_t(f_.rec.pid), st,
+                                    err))
+      return false;
+    auto now = uint64_t(now_ns());
+    out.id = f_.rec.id;
+    out.name = f_.rec.name;
+    out.cpu_nano = int64_t(st.cpu_nano);
+    // system_nano carries the wall clock of the sample, which is what the
+    // next sample's percentage needs (podman 1.x fed it the same way).
+    out.system_nano = int64_t(now);
+    uint64_t cpu_prev = prev ? uint64_t(prev->cpu_nano) : 0;
+    uint64_t wall_prev = prev && prev->system_nano > 0
+                             ? uint64_t(prev->system_nano)
+                             : uint64_t(f_.rec.started);
+    out.cpu = runtime::cpu_percent(cpu_prev, st.cpu_nano, wall_prev, now);
+    out.mem_usage = int64_t(st.mem_usage);
+    out.mem_limit = int64_t(st.mem_limit);
+    out.mem_perc = st.mem_limit ? double(st.mem_usage) * 100.0 /
+                                      double(st.mem_limit)
+                                : 0.0;
+    // podman's names: input is what the container sent, output what it
+    // received.
+    out.net_input = int64_t(st.net_tx);
+    out.net_output = int64_t(st.net_rx);
+    out.block_input = int64_t(st.block_read);
+    out.block_output = int64_t(st.block_write);
+    out.pids = int64_t(st.pids);
+    return true;
+  }
+
+  void GetContainerStats(const rpc::call_ptr& c,
+                         const podman::GetContainerStats_in&) override {
+    if (f_.rec.state != container_state::running &&
+        f_.rec.state != container_state::paused)
+      return c->fail(podman::NoContainerRunning{});
+    podman::ContainerStats st;
+    std::string err;
+    if (!sample(st, err))
+      return c->fail(podman::ErrorOccurred{"reading the stats of " +
+                                           f_.rec.id + ": " + err});
+    if (!c->more())
+      return c->reply(podman::GetContainerStats_out{st});
+    // One sampler per container, shared by every watcher.
+    c->reply(podman::GetContainerStats_out{st}, true);
+    stats_watchers_.push_back(c);
+    last_sample_ = st;
+    auto me = caf::actor_cast<caf::actor>(self_);
+    auto key = uint64_t(reinterpret_cast<uintptr_t>(c.get()));
+    c->on_cancel([me, key] { caf::anon_send(me, unwatch_atom::value, key); });
+    if (!ticking_) {
+      ticking_ = true;
+      self_->delayed_send(self_, 1s, tick_atom::value);
+    }
+  }
+
+  void stats_tick() {
+    ticking_ = false;
+    if (stats_watchers_.empty() ||
+        (f_.rec.state != container_state::running &&
+         f_.rec.state != container_state::paused))
+      return;
+    podman::ContainerStats st;
+    std::string err;
+    if (!sample(st, err, &last_sample_)) {
+      // The process ended between samples; its exit ends the streams.
+      log()->debug("stats of {}: {}", f_.rec.id, err);
+    } else {
+      last_sample_ = st;
+      for (auto& w : stats_watchers_)
+        // A watcher that does not read misses samples, never piles them
+        // up.
+        if (w->backlog() < 64 * 1024)
+          w->reply(podman::GetContainerStats_out{st}, true);
+    }
+    ticking_ = true;
+    self_->delayed_send(self_, 1s, tick_atom::value);
+  }
+
+  void unwatch(uint64_t key) {
+    std::erase_if(stats_watchers_, [key](const rpc::call_ptr& c) {
+      return uint64_t(reinterpret_cast<uintptr_t>(c.get())) == key;
+    });
+  }
+
+  /// The container stopped: each stream ends with the last sample.
+  void end_stats_watchers() {
+    for (auto& w : std::exchange(stats_watchers_, {}))
+      w->reply(podman::GetContainerStats_out{last_sample_});
+  }
+
+  void GetContainerStatsWithHistory(
+      const rpc::call_ptr& c,
+      const podman::GetContainerStatsWithHistory_in& in) override {
+    if (f_.rec.state != container_state::running &&
+        f_.rec.state != container_state::paused)
+      return c->fail(podman::ErrorOccurred{"container " + f_.rec.id +
+                                           " is not running"});
+    podman::ContainerStats st;
+    std::string err;
+    if (!sample(st, err, &in.previousStats))
+      return c->fail(podman::ErrorOccurred{"reading the stats of " +
+                                           f_.rec.id + ": " + err});
+    c->reply(podman::GetContainerStatsWithHistory_out{st});
+  }
+
+  void ListContainerProcesses(
+      const rpc::call_ptr& c,
+      const podman::ListContainerProcesses_in& in) override {
+    if (f_.rec.state != container_state::running &&
+        f_.rec.state != container_state::paused)
+      return c->fail(podman::ErrorOccurred{"container " + f_.rec.name +
+                                           " is not running"});
+    auto path = cgroups_path();
+    auto rootfs = f_.merged;
+    auto opts = in.opts;
+    job(
+        [=](job_result& r) {
+          r.ok = runtime::list_processes(path, rootfs, opts, r.lines, r.err);
+        },
+        [c](const job_result& r) {
+          if (!r.ok)
+            return c->fail(podman::ErrorOccurred{r.err});
+          c->reply(podman::ListContainerProcesses_out{r.lines});
         });
   }
 
@@ -945,10 +1286,16 @@ private:
   container_facts f_;
   std::vector<std::string> layer_dirs_; ///< bottom first
   bool busy_ = false;
+  bool gone_ = false; ///< removed; calls still queued find nothing
   std::function<void(const job_result&)> then_;
   std::deque<std::function<void()>> queue_;
   std::vector<rpc::call_ptr> waiters_, stoppers_, restarters_, removers_;
   std::vector<caf::response_promise> remove_promises_;
+  std::set<runtime::log_hub::id> followers_;
+  std::vector<runtime::attach_hub::id> attached_;
+  std::vector<rpc::call_ptr> stats_watchers_;
+  podman::ContainerStats last_sample_;
+  bool ticking_ = false;
   uint64_t stop_gen_ = 0;
   uint64_t stopping_gen_ = 0;
 };
@@ -973,6 +1320,9 @@ caf::behavior container_actor(caf::event_based_actor* self, ctx_ptr ctx,
     [c](exited_atom) { c->submit([c] { c->on_exit(); }); },
     [c](timer_atom, uint64_t gen) { c->submit([c, gen] { c->stop_timer(gen); }); },
     [c](gone_atom, uint64_t key) { c->waiter_gone(key); },
+    [c](logend_atom, uint64_t fid) { c->follower_ended(fid); },
+    [c](tick_atom) { c->stats_tick(); },
+    [c](unwatch_atom, uint64_t key) { c->unwatch(key); },
     [self, c](remove_atom) {
       auto rp = self->make_response_promise();
       c->submit([c, rp]() mutable { c->remove_for_catalog(rp); });
@@ -1041,6 +1391,7 @@ public:
     auto records = ctx_->store.list();
     for (auto& rec : records) {
       bool check_exit = false;
+      auto before = std::make_tuple(rec.state, rec.mounted, rec.pid);
       auto merged = ctx_->store.dir(rec.id) + "/merged";
       if (rebooted && state_is_live(rec.state)) {
         log()->info("container {} did not survive the reboot", rec.id);
@@ -1053,10 +1404,12 @@ public:
       } else if (rebooted) {
         rec.mounted = rec.mounted && runtime::is_mounted(merged);
       } else if (rec.state == container_state::configured) {
-        // A create the runtime may have half done before a crash.
-        std::string status, ignored;
-        pid_t pid = 0;
-        if (ctx_->oci->state(rec.id, status, pid, ignored)) {
+        // A create the runtime may have half done before a crash. Its
+        // state directory tells, without running the runtime for every
+        // container that was never started.
+        std::string ignored;
+        std::error_code ec;
+        if (fs::exists(ctx_->oci->paths().runtime_root + "/" + rec.id, ec)) {
           ctx_->oci->remove(rec.id, true, ignored);
           if (!rec.mounted)
             runtime::unmount(merged, ignored);
@@ -1079,7 +1432,10 @@ public:
           check_exit = false;
         }
       }
-      if (!ctx_->store.update(rec, err))
+      // Only what changed is written: a thousand containers must not
+      // cost a thousand synced transactions at every start.
+      if (before != std::make_tuple(rec.state, rec.mounted, rec.pid) &&
+          !ctx_->store.update(rec, err))
         log()->error("{}", err);
       storage::container_record copy = rec;
       spawn_container(std::move(copy), check_exit);
@@ -1518,6 +1874,11 @@ public:
   BERTH_FORWARD(ContainerArtifacts, name)
   BERTH_FORWARD(ExportContainer, name)
   BERTH_FORWARD(GetContainerLogs, name)
+  BERTH_FORWARD(GetAttachSockets, name)
+  BERTH_FORWARD(GetContainerStats, name)
+  BERTH_FORWARD_EO(GetContainerStatsWithHistory, previousStats.id)
+  BERTH_FORWARD(ListContainerProcesses, name)
+  BERTH_FORWARD(Attach, name)
   BERTH_FORWARD_EO(MountContainer, name)
   BERTH_FORWARD_EO(UnmountContainer, name)
   BERTH_FORWARD_EO(ListContainerChanges, name)
@@ -1652,11 +2013,20 @@ caf::behavior catalog_actor(caf::event_based_actor* self,
     self->quit(caf::sec::runtime_error);
     return {};
   }
+  if (!ctx->logs.start(err) || !ctx->attach.start(err)) {
+    log()->error("{}", err);
+    self->quit(caf::sec::runtime_error);
+    return {};
+  }
   auto cat = std::make_shared<catalog>(self, ctx, images);
   cat->recover();
   self->set_down_handler(
       [cat](caf::down_msg& m) { cat->down(m.source, m.reason); });
-  self->attach_functor([ctx] { ctx->exits.stop(); });
+  self->attach_functor([ctx] {
+    ctx->exits.stop();
+    ctx->logs.stop();
+    ctx->attach.stop();
+  });
   return {
     [cat](const rpc::call_ptr& c) {
       try {
@@ -1668,7 +2038,10 @@ caf::behavior catalog_actor(caf::event_based_actor* self,
     [cat](update_atom, const std::string& id, const view_ptr& v) {
       cat->update(id, v);
     },
-    [cat](removed_atom, const std::string& id) { cat->removed(id); },
+    [cat](removed_atom, const std::string& id) {
+      cat->removed(id);
+      return true;
+    },
     [cat](exited_atom, const std::string& id) {
       std::string found_id;
       if (cat->resolve(id, found_id) == catalog::found::yes &&

@@ -79,9 +79,11 @@ caf::behavior gateway_actor(caf::event_based_actor* self,
 // The io.podman methods the catalog serves (it hands most of them to the
 // container's own actor).
 constexpr std::string_view container_methods[] = {
-  "ContainerArtifacts", "ContainerConfig", "ContainerExists",
+  "Attach", "ContainerArtifacts", "ContainerConfig", "ContainerExists",
   "ContainerInspectData", "ContainerStateData", "CreateContainer",
-  "DeleteStoppedContainers", "ExportContainer", "GetContainer",
+  "DeleteStoppedContainers", "ExportContainer", "GetAttachSockets",
+  "GetContainer", "GetContainerStats", "GetContainerStatsWithHistory",
+  "ListContainerProcesses",
   "GetContainerLogs", "GetContainersByContext", "InspectContainer",
   "KillContainer", "ListContainerChanges", "ListContainerMounts",
   "ListContainers", "MountContainer", "PauseContainer", "RemoveContainer",

@@ -45,12 +45,54 @@ Images:
   search [--limit N] [--tls-verify=false] [--filter is-official=BOOL|
          is-automated=BOOL|stars=N] TERM
 
+Containers:
+  run [OPTIONS] IMAGE [COMMAND [ARG...]]
+                     create and start a container; without -d, show its
+                     output and exit with its status
+  create [OPTIONS] IMAGE [COMMAND [ARG...]]    create only; prints the ID
+    -d, --detach     (run only) print the ID and leave it running
+    --rm             remove the container when it exits
+    -e, --env K=V    --env-file FILE   -l, --label K=V   --name NAME
+    -w, --workdir DIR   -u, --user USER   -h, --hostname NAME
+    -t, --tty        -i, --interactive (with -d only, for now)
+    -v, --volume SRC:DST[:ro]   --tmpfs DST[:OPTS]   --device DEV
+    --entrypoint CMD   --init   --read-only   --privileged
+    --cap-add CAP   --cap-drop CAP   --group-add GROUP   --sysctl K=V
+    --ulimit NAME=SOFT[:HARD]   --log-opt max-size=N
+    --network none|host|container:ID   --pid MODE   --ipc MODE   --uts MODE
+    --dns IP   --dns-search DOMAIN   --dns-option OPT   --add-host HOST:IP
+    --stop-signal SIG (name or number)   --stop-timeout SECONDS
+    -m, --memory N[b|k|m|g]   --memory-reservation N   --memory-swap N|-1
+    --memory-swappiness 0-100   --kernel-memory N   --shm-size N
+    --cpus F   -c, --cpu-shares N   --cpu-period N   --cpu-quota N
+    --cpuset-cpus LIST   --cpuset-mems LIST   --pids-limit N
+    --blkio-weight N   --device-read-bps DEV:RATE   --device-write-bps ...
+    --device-read-iops DEV:N   --device-write-iops DEV:N
+    --oom-kill-disable   --oom-score-adj N
+  start [-a] NAME...           -a: show the output, exit with its status
+  stop [-t SECONDS] NAME...    restart [-t SECONDS] NAME...
+  kill [-s SIGNAL] NAME...     (default KILL)
+  pause NAME...                unpause NAME...
+  wait NAME...                 prints each exit code
+  rm [-f] [-v] NAME...
+  ps [-a] [-q] [--no-trunc] [--format json]
+  inspect NAME...              a JSON array (images too, as podman)
+  mount [NAME...]              without NAME: every mounted container
+  umount [-f] NAME...
+  diff [--format json] NAME    changed (C), added (A), deleted (D) paths
+  export [-o FILE] NAME        the root file system as a tar archive
+  logs NAME
+
 Options:
   --address ADDR     daemon address (default: $BERTH_ADDRESS, else
                      $PODMAN_VARLINK_ADDRESS, else unix:/run/podman/io.podman)
 
 Exit status: 0 success, 1 usage or connection failure, 2 the server answered
-with an error, printed as its name and parameters.
+with an error, printed as its name and parameters (container verbs print
+"Error: REASON").
+run, create and start -a, as podman: 125 a usage error or berthd failed,
+126 the command cannot be invoked, 127 the command was not found, else the
+container's own exit status.
 )";
 
 std::string full_method(const std::string& m) {
@@ -235,6 +277,8 @@ int main(int argc, char** argv) {
     return cmd_version(addr);
   if (cmd == "help" || cmd == "--help" || cmd == "-h")
     return cmd_help(addr, args);
+  if (is_container_command(cmd))
+    return container_command(addr, cmd, args);
   if (is_image_command(cmd))
     return image_command(addr, cmd, args);
   usage_error("unknown command or extra arguments: " + cmd);

@@ -203,6 +203,15 @@ int main(int argc, char** argv) {
   setup_logging(opts.log_level);
   auto log = berth::logger("berthd");
   std::signal(SIGPIPE, SIG_IGN);
+  // SIGTERM and SIGINT wait until the loop handles them: a stop that
+  // arrives while starting must still remove the socket files. Every thread
+  // started before that (the reaper's, the actor system's) keeps them
+  // blocked, so none of them can die of one.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   // Before any thread exists: every child, and every orphan of a child
   // (conmon daemonises), is reaped here.
   runtime::start_reaper();
@@ -227,15 +236,6 @@ int main(int argc, char** argv) {
   opts.server.product = "berthd";
   opts.server.version = BERTH_VERSION;
   opts.server.url = "";
-
-  // SIGTERM and SIGINT wait until the loop handles them: a stop that
-  // arrives while starting must still remove the socket files. Threads
-  // started meanwhile (the actor system's) keep them blocked.
-  sigset_t stop_signals, old_mask;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, &old_mask);
 
   uv_loop_t loop;
   uv_loop_init(&loop);
@@ -273,7 +273,7 @@ int main(int argc, char** argv) {
   };
   uv_signal_start(&sigterm, on_signal, SIGTERM);
   uv_signal_start(&sigint, on_signal, SIGINT);
-  pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
+  pthread_sigmask(SIG_UNBLOCK, &stop_signals, nullptr);
 
   if (opts.server.activated_fds.empty()) {
     for (auto& a : opts.server.addresses)

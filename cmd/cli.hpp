@@ -36,4 +36,14 @@ int image_command(const std::string& addr, const std::string& verb,
                   const std::vector<std::string>& args);
 bool is_image_command(const std::string& verb);
 
+/// Verbs for containers: run, create, start, stop, kill, restart, pause,
+/// unpause, wait, rm, ps, inspect, mount, umount, diff, export, logs.
+int container_command(const std::string& addr, const std::string& verb,
+                      const std::vector<std::string>& args);
+bool is_container_command(const std::string& verb);
+
+/// Fetches the server file `remote` with ReceiveFile (removing it there)
+/// into the open file `fd`; exits on any failure.
+void receive_file(session& s, const std::string& remote, int fd);
+
 } // namespace berth::cli

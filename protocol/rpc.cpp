@@ -25,6 +25,20 @@ call::~call() {
     out_->deliver({}, true);
 }
 
+void responder::deliver_duplex(std::string message,
+                               std::shared_ptr<raw_peer> peer, raw_ready) {
+  deliver(std::move(message), true);
+  peer->on_client_closed(true);
+}
+
+size_t responder::backlog() const {
+  return 0;
+}
+
+void responder::when_writable(size_t, std::function<void()> f) {
+  f();
+}
+
 void service::internal_error(const call_ptr& c, const std::string&) {
   if (!c->finished_.exchange(true))
     c->out_->deliver({}, true);
@@ -43,6 +57,15 @@ void call::reply_upgraded(std::string_view params_json, raw_transfer t) {
     return;
   out_->deliver(frame(params_json, false), true,
                 std::make_shared<const raw_transfer>(std::move(t)));
+}
+
+void call::reply_upgraded_duplex(std::string_view params_json,
+                                 std::shared_ptr<raw_peer> peer,
+                                 raw_ready ready) {
+  if (finished_.exchange(true))
+    return;
+  out_->deliver_duplex(frame(params_json, false), std::move(peer),
+                       std::move(ready));
 }
 
 void call::fail_json(std::string_view error_name, std::string params_json) {

@@ -39,6 +39,45 @@ struct raw_transfer {
   bool remove_after = false;
 };
 
+/// Where the raw bytes of a duplex upgrade go; implemented by the method's
+/// owner. Every call comes on the I/O thread, never inside a call the owner
+/// made into the server.
+class raw_peer {
+public:
+  virtual ~raw_peer() = default;
+  /// Bytes the client sent (called on the I/O thread, in order).
+  virtual void on_data(std::string_view bytes) = 0;
+  /// The client half-closed (EOF) or hung up; `hangup` true for a full
+  /// close/reset. A half-close may be followed by a hang-up; a hang-up is
+  /// the last call. The owner's own `raw_channel::close` brings neither.
+  virtual void on_client_closed(bool hangup) = 0;
+};
+
+/// The server side of a duplex upgrade, given to the owner; thread-safe.
+/// Writes and the close take effect on the I/O thread in the order they
+/// were made, never inside the call that made them.
+class raw_channel {
+public:
+  virtual ~raw_channel() = default;
+  /// Queues bytes to the client; returns the backlog after queueing.
+  virtual size_t write(std::string bytes) = 0;
+  /// Bytes queued and not yet written to the socket (0 once closed).
+  virtual size_t backlog() const = 0;
+  /// Runs `f` once on the I/O thread as soon as the backlog is at or below
+  /// `low_water`, or when the connection closes.
+  virtual void when_writable(size_t low_water, std::function<void()> f) = 0;
+  /// Pauses/resumes reading from the client (the owner's own backpressure).
+  /// Called on the I/O thread (in `on_data`, say), it takes effect before
+  /// the next read.
+  virtual void pause_reading(bool paused) = 0;
+  /// Ends the raw phase: flushes what is queued, then closes the connection
+  /// (after a duplex phase the connection does not go back to varlink).
+  virtual void close() = 0;
+};
+
+/// Hands the channel of a duplex upgrade to its owner.
+using raw_ready = std::function<void(std::shared_ptr<raw_channel>)>;
+
 /// Receives the replies of the calls of one connection. Implemented by the
 /// server's connection session; safe to use from any thread.
 class responder {
@@ -48,8 +87,19 @@ public:
   /// `raw`, on a final reply, is the transfer that follows it.
   virtual void deliver(std::string message, bool final,
                        std::shared_ptr<const raw_transfer> raw = {}) = 0;
+  /// Queues the final reply of an upgraded call and a duplex phase after
+  /// it (see `call::reply_upgraded_duplex`). The default, for responders
+  /// without raw phases, sends the reply and reports the client gone.
+  virtual void deliver_duplex(std::string message,
+                              std::shared_ptr<raw_peer> peer,
+                              raw_ready ready);
   /// True once the peer hung up or the connection was closed.
   virtual bool closed() const = 0;
+  /// Bytes of replies queued and not yet written (default: none).
+  virtual size_t backlog() const;
+  /// Runs `f` once when the backlog is at or below `low_water` or the
+  /// connection closes (default: at once).
+  virtual void when_writable(size_t low_water, std::function<void()> f);
 };
 
 struct method_info;
@@ -78,6 +128,30 @@ public:
   /// Sends the final reply of an upgraded call, then runs `t` on the
   /// connection (the caller must have asked for `upgrade`).
   void reply_upgraded(std::string_view params_json, raw_transfer t);
+
+  /// Sends the final reply, then hands the connection to `peer`; `ready`
+  /// gets the channel (on the I/O thread) once the reply is written. The
+  /// caller must have asked for `upgrade` (without it the reply goes out
+  /// as a plain one and the peer hears a hang-up). Bytes the client
+  /// pipelined after its request go to the peer first. If the connection
+  /// ends before the reply is out, `ready` never runs and the peer hears a
+  /// hang-up. Ignored once the call has ended.
+  void reply_upgraded_duplex(std::string_view params_json,
+                             std::shared_ptr<raw_peer> peer,
+                             raw_ready ready);
+
+  /// Bytes of this connection's replies queued and not yet written to the
+  /// socket; thread-safe.
+  size_t backlog() const { return out_->backlog(); }
+
+  /// Runs `f` once (on the I/O thread) as soon as the backlog is at or
+  /// below `low_water` bytes (at the loop's next turn if it already is),
+  /// or when the connection closes (check cancelled()). Never runs inside
+  /// this call, nor under a lock of the server's; thread-safe. A producer
+  /// sends while backlog() is under its limit, then waits for this.
+  void when_writable(size_t low_water, std::function<void()> f) {
+    out_->when_writable(low_water, std::move(f));
+  }
 
   /// Sends an error reply; ends the call.
   void fail_json(std::string_view error_name, std::string params_json);

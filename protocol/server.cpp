@@ -44,23 +44,35 @@ std::string error_reply(std::string_view name, std::string_view key,
 
 // --- replies from any thread --------------------------------------------------
 
+/// What follows a final reply on an upgraded connection: a file transfer
+/// (SendFile, ReceiveFile) or a duplex phase handed to a peer (Attach).
+struct raw_phase {
+  std::shared_ptr<const rpc::raw_transfer> file;
+  std::shared_ptr<rpc::raw_peer> peer;
+  rpc::raw_ready ready;
+};
+
 /// Replies travel from handler threads to the loop through this queue; the
-/// loop is woken by `uv_async_send`, and wake-ups coalesce.
+/// loop is woken by `uv_async_send`, and wake-ups coalesce. Tasks (raw
+/// channel operations, writability checks, calls into raw peers) always
+/// wait for the loop's next turn, so that no callback runs inside a call
+/// its owner made.
 class reply_queue {
 public:
   struct item {
     uint64_t session;
     std::string msg;
     bool final;
-    std::shared_ptr<const rpc::raw_transfer> raw;
+    std::shared_ptr<raw_phase> raw;
   };
+  using task = std::function<void(server&)>;
 
   reply_queue(server* srv, uv_async_t* async)
     : srv_(srv), async_(async), loop_thread_(std::this_thread::get_id()) {
   }
 
   void push(uint64_t session, std::string msg, bool final,
-            std::shared_ptr<const rpc::raw_transfer> raw) {
+            std::shared_ptr<raw_phase> raw) {
     if (std::this_thread::get_id() == loop_thread_) {
       if (srv_)
         srv_->deliver(session, std::move(msg), final, std::move(raw));
@@ -73,45 +85,186 @@ public:
     uv_async_send(async_);
   }
 
-  std::vector<item> take() {
-    std::vector<item> out;
+  /// Queues `t` for the loop; false, leaving `t` untouched, once the server
+  /// is gone.
+  bool post(task&& t) {
     std::lock_guard guard{mtx_};
-    out.swap(items_);
+    if (!async_)
+      return false;
+    tasks_.push_back(std::move(t));
+    uv_async_send(async_);
+    return true;
+  }
+
+  /// Runs `t` at once on the loop thread, else queues it like `post`.
+  bool run_or_post(task&& t) {
+    if (std::this_thread::get_id() != loop_thread_)
+      return post(std::move(t));
+    if (!srv_)
+      return false;
+    t(*srv_);
+    return true;
+  }
+
+  std::pair<std::vector<item>, std::vector<task>> take() {
+    std::pair<std::vector<item>, std::vector<task>> out;
+    std::lock_guard guard{mtx_};
+    out.first.swap(items_);
+    out.second.swap(tasks_);
     return out;
   }
 
-  /// After this, replies are dropped: the server is gone.
-  void detach() {
+  /// After this, replies are dropped: the server is gone. Returns the tasks
+  /// still queued.
+  std::vector<task> detach() {
     std::lock_guard guard{mtx_};
     async_ = nullptr;
     srv_ = nullptr;
+    return std::move(tasks_);
   }
 
 private:
   std::mutex mtx_;
   std::vector<item> items_;
+  std::vector<task> tasks_;
   server* srv_;
   uv_async_t* async_;
   std::thread::id loop_thread_;
 };
 
-/// The responder of one connection.
-class link : public rpc::responder {
+namespace {
+
+// Runs `f` on the loop's next turn, or here if the server is gone.
+void on_loop(reply_queue& q, std::function<void()> f) {
+  reply_queue::task t = [f](server&) { f(); };
+  if (!q.post(std::move(t)))
+    f();
+}
+
+void tell_peer_gone(reply_queue& q, std::shared_ptr<rpc::raw_peer> peer) {
+  on_loop(q, [peer] { peer->on_client_closed(true); });
+}
+
+} // namespace
+
+/// The responder of one connection and, after a duplex upgrade, its raw
+/// channel. It counts the bytes queued for the socket (the backlog) and
+/// holds the producers waiting for that to fall.
+class link : public rpc::responder,
+             public rpc::raw_channel,
+             public std::enable_shared_from_this<link> {
 public:
   link(std::shared_ptr<reply_queue> q, uint64_t id)
     : queue_(std::move(q)), id_(id) {
   }
+
   void deliver(std::string message, bool final,
                std::shared_ptr<const rpc::raw_transfer> raw) override {
-    queue_->push(id_, std::move(message), final, std::move(raw));
+    queued(message.empty() ? 0 : message.size() + 1);
+    std::shared_ptr<raw_phase> phase;
+    if (raw)
+      phase = std::make_shared<raw_phase>(raw_phase{std::move(raw), {}, {}});
+    queue_->push(id_, std::move(message), final, std::move(phase));
   }
+
+  void deliver_duplex(std::string message, std::shared_ptr<rpc::raw_peer> peer,
+                      rpc::raw_ready ready) override {
+    queued(message.size() + 1);
+    auto phase = std::make_shared<raw_phase>(
+        raw_phase{{}, std::move(peer), std::move(ready)});
+    queue_->push(id_, std::move(message), true, std::move(phase));
+  }
+
   bool closed() const override { return closed_.load(); }
-  void close() { closed_ = true; }
+
+  size_t backlog() const override {
+    return closed_.load() ? 0 : backlog_.load();
+  }
+
+  void when_writable(size_t low_water, std::function<void()> f) override {
+    std::unique_lock guard{mtx_};
+    if (closed_) {
+      guard.unlock();
+      on_loop(*queue_, std::move(f));
+      return;
+    }
+    waiters_.push_back({low_water, std::move(f)});
+    has_waiters_ = true;
+    guard.unlock();
+    schedule_check();
+  }
+
+  size_t write(std::string bytes) override;
+  void pause_reading(bool paused) override;
+  void close() override;
+
+  /// `n` more bytes wait for the socket; returns the backlog.
+  size_t queued(size_t n) { return backlog_ += n; }
+
+  /// `n` bytes left the backlog: written, or dropped.
+  void settled(size_t n) {
+    backlog_ -= n;
+    if (has_waiters_)
+      schedule_check();
+  }
+
+  /// The connection is gone: every waiter runs.
+  void mark_closed() {
+    {
+      std::lock_guard guard{mtx_};
+      if (closed_)
+        return;
+      closed_ = true;
+    }
+    schedule_check();
+  }
 
 private:
+  struct waiter {
+    size_t low_water;
+    std::function<void()> f;
+  };
+
+  // One check at a time is queued, however many writes complete.
+  void schedule_check() {
+    if (check_queued_.exchange(true))
+      return;
+    reply_queue::task t = [self = shared_from_this()](server&) {
+      self->check_queued_ = false;
+      self->run_due();
+    };
+    if (!queue_->post(std::move(t))) {
+      check_queued_ = false;
+      run_due();
+    }
+  }
+
+  // Runs the waiters whose low water the backlog has reached, outside the
+  // lock: they may write again at once.
+  void run_due() {
+    std::vector<waiter> due;
+    {
+      std::lock_guard guard{mtx_};
+      size_t now = backlog();
+      auto rest = std::stable_partition(
+          waiters_.begin(), waiters_.end(),
+          [now](const waiter& w) { return w.low_water < now; });
+      std::move(rest, waiters_.end(), std::back_inserter(due));
+      waiters_.erase(rest, waiters_.end());
+      has_waiters_ = !waiters_.empty();
+    }
+    for (auto& w : due)
+      w.f();
+  }
+
   std::shared_ptr<reply_queue> queue_;
   uint64_t id_;
   std::atomic<bool> closed_{false};
+  std::atomic<size_t> backlog_{0};
+  std::atomic<bool> has_waiters_{false};
+  std::atomic<bool> check_queued_{false};
+  mutable std::mutex mtx_;
+  std::vector<waiter> waiters_;
 };
 
 struct server::listener {
@@ -179,7 +332,8 @@ private:
 // --- sessions -------------------------------------------------------------------
 
 /// One connection: reads calls, runs them one at a time in order, writes
-/// their replies in order.
+/// their replies in order. After a duplex upgrade it relays raw bytes
+/// between the client and a peer until either side ends it.
 class session {
 public:
   session(server& srv, uint64_t id, uv_stream_t* h)
@@ -198,6 +352,11 @@ public:
       if (raw_.dir == rpc::raw_transfer::direction::to_file)
         ::unlink(raw_.path.c_str());
     }
+    // Normally `close` did this already; not when the server is destroyed
+    // without a shutdown.
+    link_->mark_closed();
+    if (peer_ && !peer_gone_ && !owner_closed_)
+      peer_->on_client_closed(true);
     delete reinterpret_cast<uv_any_handle*>(h_);
   }
 
@@ -211,15 +370,18 @@ public:
 
   /// A reply for the call in flight (an empty final one: the handler gave
   /// up without replying, so the connection is closed).
-  void on_reply(std::string msg, bool final,
-                std::shared_ptr<const rpc::raw_transfer> raw) {
+  void on_reply(std::string msg, bool final, std::shared_ptr<raw_phase> raw) {
     if (!busy_) {
       log()->warn("dropping a reply with no call in flight");
+      if (raw && raw->peer)
+        tell_peer_gone(*srv_.replies_, raw->peer);
       return;
     }
     bool dropped = msg.empty();
     if (!current_flags_.oneway && !dropped && !closing_)
       append_output(std::move(msg));
+    else if (!dropped)
+      link_->settled(msg.size() + 1);
     if (!final) {
       flush();
       return;
@@ -233,13 +395,19 @@ public:
       close();
       return;
     }
-    if (raw && !closing_)
-      return start_raw(*raw);
+    if (raw && raw->peer)
+      return start_duplex(*raw);
+    if (raw && raw->file && !closing_)
+      return start_raw(*raw->file);
     process();
   }
 
   /// Finishes the call in flight, then closes (server shutdown).
   void drain() {
+    if (duplex_ != duplex_state::none) {
+      close();
+      return;
+    }
     draining_ = true;
     if (auto c = current_.lock(); c && current_flags_.more)
       c->cancel();
@@ -251,16 +419,54 @@ public:
     if (closing_)
       return;
     closing_ = true;
-    link_->close();
+    link_->mark_closed();
     if (auto c = current_.lock())
       c->cancel();
+    if (peer_ && !peer_gone_) {
+      peer_gone_ = true;
+      if (!owner_closed_)
+        tell_peer_gone(*srv_.replies_, peer_);
+    }
     uv_close(reinterpret_cast<uv_handle_t*>(h_), [](uv_handle_t* h) {
       auto* self = static_cast<session*>(h->data);
       self->srv_.session_closed(self->id_);
     });
   }
 
+  // The raw channel's operations, on the loop thread in the order the owner
+  // made them.
+
+  void duplex_write(std::string bytes) {
+    if (closing_ || owner_closed_ || duplex_ != duplex_state::open) {
+      link_->settled(bytes.size());
+      return;
+    }
+    if (out_.empty())
+      out_ = std::move(bytes);
+    else
+      out_ += bytes;
+    flush();
+  }
+
+  void duplex_pause(bool paused) {
+    peer_paused_ = paused;
+    if (duplex_ == duplex_state::open && !owner_closed_)
+      set_reading(!paused);
+  }
+
+  void duplex_close() {
+    if (closing_ || duplex_ == duplex_state::none)
+      return;
+    owner_closed_ = true;
+    set_reading(false);
+    close_after_flush_ = true;
+    flush();
+    maybe_close();
+  }
+
 private:
+  enum class duplex_state { none, upgrading, open };
+
   struct write_req {
     uv_write_t req;
     std::string data;
@@ -270,13 +476,19 @@ private:
   // cheap, and it grows while a long message arrives.
   static void on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
     auto* self = static_cast<session*>(h->data);
+    if (self->duplex_ == duplex_state::open) {
+      *buf = uv_buf_init(self->raw_in_.data(), self->raw_in_.size());
+      return;
+    }
     auto span = self->in_.prepare();
     *buf = uv_buf_init(span.data(), span.size());
   }
 
   static void on_read(uv_stream_t* h, ssize_t n, const uv_buf_t*) {
     auto* self = static_cast<session*>(h->data);
-    if (n > 0) {
+    if (n > 0 && self->duplex_ == duplex_state::open) {
+      self->peer_->on_data({self->raw_in_.data(), size_t(n)});
+    } else if (n > 0) {
       self->in_.commit(size_t(n));
       if (self->receiving_raw())
         self->receive_raw();
@@ -305,6 +517,14 @@ private:
       close();
       return;
     }
+    // In a duplex phase EOF is only a half-close: replies may still flow.
+    if (duplex_ != duplex_state::none) {
+      eof_ = true;
+      set_reading(false);
+      if (duplex_ == duplex_state::open && !owner_closed_)
+        peer_->on_client_closed(false);
+      return;
+    }
     // TCP shows a hang-up only on the next write: a client that stops
     // sending during a stream has gone.
     if (h_->type == UV_TCP && busy_ && current_flags_.more) {
@@ -328,12 +548,13 @@ private:
 
   // Runs queued calls in order while none is in flight.
   void process() {
-    if (processing_ || closing_ || raw_fd_ >= 0)
+    if (processing_ || closing_ || raw_fd_ >= 0 ||
+        duplex_ != duplex_state::none)
       return;
     processing_ = true;
     bool exhausted = false;
     while (!busy_ && !draining_ && !closing_ && !poisoned_ &&
-           out_.size() < out_high_water) {
+           duplex_ == duplex_state::none && out_.size() < out_high_water) {
       std::string_view msg;
       auto st = in_.next(msg);
       if (st == frame_reader::status::incomplete) {
@@ -349,7 +570,7 @@ private:
       dispatch(msg);
     }
     processing_ = false;
-    if (closing_)
+    if (closing_ || duplex_ != duplex_state::none)
       return;
     flush();
     bool idle = !busy_;
@@ -367,8 +588,10 @@ private:
   }
 
   void reply_now(std::string msg, bool oneway) {
-    if (!oneway)
-      append_output(std::move(msg));
+    if (oneway)
+      return;
+    link_->queued(msg.size() + 1);
+    append_output(std::move(msg));
   }
 
   void append_output(std::string msg) {
@@ -486,8 +709,11 @@ private:
     // Most replies fit the socket buffer: try the cheap path first.
     uv_buf_t buf = uv_buf_init(out_.data(), out_.size());
     int n = uv_try_write(h_, &buf, 1);
+    if (n > 0)
+      link_->settled(size_t(n));
     if (n == int(out_.size())) {
       clear_output();
+      maybe_open_duplex();
       maybe_close();
       return;
     }
@@ -496,7 +722,10 @@ private:
       return;
     }
     auto* w = new write_req;
-    w->data = out_.substr(n > 0 ? size_t(n) : 0);
+    if (n > 0)
+      w->data = out_.substr(size_t(n));
+    else
+      w->data = std::move(out_);
     clear_output();
     w->req.data = this;
     buf = uv_buf_init(w->data.data(), w->data.size());
@@ -504,6 +733,7 @@ private:
     uv_write(&w->req, h_, &buf, 1, [](uv_write_t* req, int status) {
       auto* w = reinterpret_cast<write_req*>(req);
       auto* self = static_cast<session*>(req->data);
+      size_t written = w->data.size();
       delete w;
       if (status == UV_ECANCELED)
         return; // closing; the session may be gone already
@@ -512,11 +742,16 @@ private:
         self->close();
         return;
       }
+      self->link_->settled(written);
       self->flush();
-      if (self->raw_fd_ >= 0 && !self->receiving_raw())
+      if (self->duplex_ != duplex_state::none) {
+        self->maybe_open_duplex();
+        self->maybe_close();
+      } else if (self->raw_fd_ >= 0 && !self->receiving_raw()) {
         self->send_raw();
-      else
+      } else {
         self->process();
+      }
     });
   }
 
@@ -567,6 +802,7 @@ private:
       in_.commit(bytes.size() - take);
     }
     if (raw_left_ == 0) {
+      link_->queued(raw_.ack.size());
       out_ += raw_.ack;
       finish_raw();
     }
@@ -586,6 +822,7 @@ private:
       }
       raw_left_ -= uint64_t(n);
       buf.resize(size_t(n));
+      link_->queued(buf.size());
       out_ = std::move(buf);
       if (raw_left_ == 0)
         return finish_raw();
@@ -599,6 +836,50 @@ private:
     if (raw_.remove_after)
       ::unlink(raw_.path.c_str());
     process();
+  }
+
+  // A duplex upgrade: once the reply is out, the owner gets the channel,
+  // then the bytes the client pipelined, then everything it sends.
+  void start_duplex(raw_phase& phase) {
+    if (closing_ || draining_ || !current_flags_.upgrade) {
+      tell_peer_gone(*srv_.replies_, std::move(phase.peer));
+      process();
+      return;
+    }
+    peer_ = std::move(phase.peer);
+    ready_ = std::move(phase.ready);
+    duplex_ = duplex_state::upgrading;
+    set_reading(false);
+    flush();
+    maybe_open_duplex();
+  }
+
+  void maybe_open_duplex() {
+    if (duplex_ != duplex_state::upgrading || writing_ || !out_.empty() ||
+        closing_)
+      return;
+    duplex_ = duplex_state::open;
+    raw_in_.resize(64u << 10);
+    srv_.replies_->post([id = id_, ready = std::move(ready_),
+                         channel = link_](server& srv) {
+      ready(channel);
+      if (auto* s = srv.find_session(id))
+        s->open_duplex();
+    });
+  }
+
+  void open_duplex() {
+    if (closing_ || owner_closed_)
+      return;
+    auto rest = in_.take_rest();
+    if (!rest.empty())
+      peer_->on_data({rest.data(), rest.size()});
+    if (closing_ || owner_closed_)
+      return;
+    if (eof_)
+      peer_->on_client_closed(false);
+    else
+      set_reading(!peer_paused_);
   }
 
   static bool write_all(int fd, const char* p, size_t n) {
@@ -648,7 +929,41 @@ private:
   rpc::raw_transfer raw_;
   int raw_fd_ = -1;
   uint64_t raw_left_ = 0;
+  duplex_state duplex_ = duplex_state::none;
+  std::shared_ptr<rpc::raw_peer> peer_;
+  rpc::raw_ready ready_;
+  std::vector<char> raw_in_;
+  bool peer_paused_ = false;
+  bool peer_gone_ = false;
+  bool owner_closed_ = false;
 };
+
+size_t link::write(std::string bytes) {
+  if (closed_)
+    return 0;
+  size_t after = queued(bytes.size());
+  queue_->post([id = id_, b = std::move(bytes)](server& srv) mutable {
+    if (auto* s = srv.find_session(id))
+      s->duplex_write(std::move(b));
+  });
+  return after;
+}
+
+// A pause asked for on the loop thread (in `on_data`, say) takes effect
+// before the next read; it touches nothing the owner holds.
+void link::pause_reading(bool paused) {
+  queue_->run_or_post([id = id_, paused](server& srv) {
+    if (auto* s = srv.find_session(id))
+      s->duplex_pause(paused);
+  });
+}
+
+void link::close() {
+  queue_->post([id = id_](server& srv) {
+    if (auto* s = srv.find_session(id))
+      s->duplex_close();
+  });
+}
 
 // --- server ---------------------------------------------------------------------
 
@@ -670,7 +985,12 @@ server::server(uv_loop_t* loop, server_config cfg)
 }
 
 server::~server() {
-  replies_->detach();
+  // Without a shutdown the connections end with the server: their owners
+  // hear so before the tasks queued for them run.
+  auto tasks = replies_->detach();
+  sessions_.clear();
+  for (auto& t : tasks)
+    t(*this);
 }
 
 void server::add_interface(const rpc::interface_info& iface, executor exec,
@@ -765,20 +1085,30 @@ void server::on_connection(listener& l) {
 }
 
 void server::deliver(uint64_t id, std::string msg, bool final,
-                     std::shared_ptr<const rpc::raw_transfer> raw) {
+                     std::shared_ptr<raw_phase> raw) {
   auto it = sessions_.find(id);
   if (it != sessions_.end()) {
     it->second->on_reply(std::move(msg), final, std::move(raw));
     return;
   }
   // The connection is gone; its call still counted as in flight.
+  if (raw && raw->peer)
+    tell_peer_gone(*replies_, raw->peer);
   if (final)
     call_finished();
 }
 
 void server::drain_replies() {
-  for (auto& r : replies_->take())
+  auto [items, tasks] = replies_->take();
+  for (auto& r : items)
     deliver(r.session, std::move(r.msg), r.final, std::move(r.raw));
+  for (auto& t : tasks)
+    t(*this);
+}
+
+session* server::find_session(uint64_t id) {
+  auto it = sessions_.find(id);
+  return it == sessions_.end() ? nullptr : it->second.get();
 }
 
 void server::session_closed(uint64_t id) {
@@ -867,7 +1197,10 @@ void server::shutdown(std::function<void()> done) {
 void server::maybe_finish_shutdown() {
   if (!stopping_ || !sessions_.empty() || !stopped_)
     return;
-  replies_->detach();
+  // What was queued for the connections can only tell their owners that
+  // they are gone.
+  for (auto& t : replies_->detach())
+    t(*this);
   auto close_handle = [](auto*& h) {
     if (!h)
       return;

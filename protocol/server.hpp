@@ -42,6 +42,8 @@ struct server_stats {
 
 class session;
 class reply_queue;
+class link;
+struct raw_phase;
 
 class server {
 public:
@@ -79,6 +81,7 @@ public:
 private:
   friend class session;
   friend class reply_queue;
+  friend class link;
   struct listener;
   struct binding;
   struct parse_state;
@@ -87,8 +90,9 @@ private:
   binding* find_binding(std::string_view name);
   void on_connection(listener& l);
   void deliver(uint64_t session, std::string msg, bool final,
-               std::shared_ptr<const rpc::raw_transfer> raw);
+               std::shared_ptr<raw_phase> raw);
   void drain_replies();
+  session* find_session(uint64_t id);
   void session_closed(uint64_t id);
   void call_finished();
   void update_idle_timer();

@@ -258,6 +258,82 @@ bool oci::runtime_call(const std::string& verb,
   return false;
 }
 
+namespace {
+
+// The three channels to conmon: it answers on the sync pipe, waits for a
+// byte on the start socket (a socket, so that writing never raises
+// SIGPIPE), and prints its own early complaints to `diag`.
+struct conmon_channels {
+  unique_fd sync_r, sync_w, start_w, start_r, diag_r, diag_w;
+
+  bool open(std::string& err) {
+    int fds[2];
+    bool ok = ::pipe2(fds, O_CLOEXEC) == 0;
+    if (ok) {
+      sync_r.reset(fds[0]);
+      sync_w.reset(fds[1]);
+      ok = ::pipe2(fds, O_CLOEXEC) == 0;
+    }
+    if (ok) {
+      diag_r.reset(fds[0]);
+      diag_w.reset(fds[1]);
+      ok = ::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0;
+    }
+    if (!ok) {
+      err = std::string{"pipes for conmon: "} + std::strerror(errno);
+      return false;
+    }
+    start_w.reset(fds[0]);
+    start_r.reset(fds[1]);
+    return true;
+  }
+
+  /// conmon's ends, as the fds it expects them on.
+  std::vector<std::pair<int, int>> for_child() const {
+    return {{sync_w.get(), 3}, {start_r.get(), 4}, {diag_w.get(), 1},
+            {diag_w.get(), 2}};
+  }
+
+  void close_child_ends() {
+    sync_w.reset();
+    start_r.reset();
+    diag_w.reset();
+  }
+};
+
+} // namespace
+
+std::vector<std::string> oci::conmon_argv(const create_request& r) const {
+  std::vector<std::string> argv{
+      paths_.conmon, "--api-version", "1", "-c", r.id, "-u", r.id,
+      "-n", r.name.empty() ? r.id : r.name, "-r", rt_.path,
+      "-b", r.bundle, "-p", r.userdata + "/pidfile",
+      "-P", r.userdata + "/conmon.pid", "-l", "k8s-file:" + r.log_path,
+      "--exit-dir", paths_.exits_dir, "--socket-dir-path", paths_.sockets_dir,
+      "--log-level", "error", "--runtime-arg", "--root=" + paths_.runtime_root};
+  if (r.log_max_size > 0)
+    argv.insert(argv.end(), {"--log-size-max", std::to_string(r.log_max_size)});
+  if (r.tty)
+    argv.emplace_back("-t");
+  if (r.interactive)
+    argv.emplace_back("-i");
+  return argv;
+}
+
+bool oci::prepare(const create_request& r, std::string& err) {
+  std::error_code ec;
+  for (const auto& dir : {paths_.runtime_root, paths_.exits_dir,
+                          paths_.sockets_dir, r.userdata})
+    if (fs::create_directories(dir, ec); ec) {
+      err = "creating " + dir + ": " + ec.message();
+      return false;
+    }
+  forget_exit(r.id);
+  fs::remove(r.userdata + "/pidfile", ec);
+  fs::remove(r.userdata + "/conmon.pid", ec);
+  return true;
+}
+
 bool oci::create(const create_request& r, created& out, std::string& err) {
   auto fail = [&](const std::string& why) {
     err = "creating container " + r.id + ": " + why;
@@ -265,66 +341,26 @@ bool oci::create(const create_request& r, created& out, std::string& err) {
     return false;
   };
   out = {};
-
-  // Directories, and no stale files from an earlier run of this container.
-  std::error_code ec;
-  for (const auto& dir : {paths_.runtime_root, paths_.exits_dir,
-                          paths_.sockets_dir, r.userdata})
-    if (fs::create_directories(dir, ec); ec) {
-      err = "creating container " + r.id + ": creating " + dir + ": " +
-            ec.message();
-      return false;
-    }
-  auto pidfile = r.userdata + "/pidfile";
-  auto conmon_pidfile = r.userdata + "/conmon.pid";
-  forget_exit(r.id);
-  fs::remove(pidfile, ec);
-  fs::remove(conmon_pidfile, ec);
-
-  // Pipes: conmon answers on the sync pipe and waits for a byte on the start
-  // socket; its own early messages land in `diag`.
-  int sync_fds[2], diag_fds[2], start_fds[2];
-  if (::pipe2(sync_fds, O_CLOEXEC) != 0)
-    return fail(std::string{"sync pipe: "} + std::strerror(errno));
-  unique_fd sync_r{sync_fds[0]}, sync_w{sync_fds[1]};
-  if (::pipe2(diag_fds, O_CLOEXEC) != 0)
-    return fail(std::string{"pipe: "} + std::strerror(errno));
-  unique_fd diag_r{diag_fds[0]}, diag_w{diag_fds[1]};
-  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, start_fds) != 0)
-    return fail(std::string{"start socket: "} + std::strerror(errno));
-  unique_fd start_w{start_fds[0]}, start_r{start_fds[1]};
+  std::string why;
+  conmon_channels ch;
+  if (!prepare(r, why) || !ch.open(why))
+    return fail(why);
 
   spawn_options o;
-  o.argv = {paths_.conmon, "--api-version", "1", "-c", r.id, "-u", r.id,
-            "-n", r.name.empty() ? r.id : r.name, "-r", rt_.path,
-            "-b", r.bundle, "-p", pidfile, "-P", conmon_pidfile,
-            "-l", "k8s-file:" + r.log_path, "--exit-dir", paths_.exits_dir,
-            "--socket-dir-path", paths_.sockets_dir, "--log-level", "error",
-            "--runtime-arg", "--root=" + paths_.runtime_root};
-  if (r.log_max_size > 0)
-    o.argv.insert(o.argv.end(),
-                  {"--log-size-max", std::to_string(r.log_max_size)});
-  if (r.tty)
-    o.argv.emplace_back("-t");
-  if (r.interactive)
-    o.argv.emplace_back("-i");
+  o.argv = conmon_argv(r);
   o.env = {default_path, "_OCI_SYNCPIPE=3", "_OCI_STARTPIPE=4"};
   if (const char* tmp = std::getenv("TMPDIR"))
     o.env.push_back(std::string{"TMPDIR="} + tmp);
-  o.fds = {{sync_w.get(), 3}, {start_r.get(), 4}, {diag_w.get(), 1},
-           {diag_w.get(), 2}};
-  std::string spawn_err;
-  pid_t pid = spawn(o, spawn_err);
-  sync_w.reset();
-  start_r.reset();
-  diag_w.reset();
+  o.fds = ch.for_child();
+  pid_t pid = spawn(o, why);
+  ch.close_child_ends();
   if (pid < 0)
-    return fail(spawn_err);
+    return fail(why);
 
   // Let it go: conmon forks its monitor and the first process exits.
   char go = '0';
-  [[maybe_unused]] auto sent = ::send(start_w.get(), &go, 1, MSG_NOSIGNAL);
-  start_w.reset();
+  [[maybe_unused]] auto sent = ::send(ch.start_w.get(), &go, 1, MSG_NOSIGNAL);
+  ch.start_w.reset();
   int code = -1;
   if (!wait_child_for(pid, command_timeout, code)) {
     signal_child(pid, SIGKILL);
@@ -332,33 +368,45 @@ bool oci::create(const create_request& r, created& out, std::string& err) {
     return fail("conmon did not detach within 30 s");
   }
   if (code != 0) {
-    auto text = read_available(diag_r.get());
+    auto text = read_available(ch.diag_r.get());
     return fail("conmon exited with " + std::to_string(code) +
                 (text.empty() ? "" : ": " + text));
   }
-  out.conmon_pid =
-      static_cast<pid_t>(to_int(read_file(conmon_pidfile)).value_or(0));
+  out.conmon_pid = static_cast<pid_t>(
+      to_int(read_file(r.userdata + "/conmon.pid")).value_or(0));
 
   // The monitor ran `RUNTIME create`: the container's pid, or the runtime's
   // complaint.
-  std::string line;
-  if (!read_sync_line(sync_r.get(),
-                      std::chrono::steady_clock::now() + command_timeout,
-                      line))
-    return fail(rt_.name + " create did not finish within 30 s");
-  int64_t data = 0;
-  std::string message;
-  if (line.empty()) {
-    auto text = read_available(diag_r.get());
-    return fail("conmon exited without reporting the container's pid" +
-                (text.empty() ? "" : ": " + text));
+  int64_t pid_or_error = 0;
+  if (!await_sync(ch.sync_r.get(), ch.diag_r.get(), pid_or_error, why))
+    return fail(why);
+  out.pid = static_cast<pid_t>(pid_or_error);
+  return true;
+}
+
+bool oci::await_sync(int sync_fd, int diag_fd, int64_t& pid,
+                     std::string& why) const {
+  std::string line, message;
+  auto deadline = std::chrono::steady_clock::now() + command_timeout;
+  if (!read_sync_line(sync_fd, deadline, line)) {
+    why = rt_.name + " create did not finish within 30 s";
+    return false;
   }
-  if (!parse_sync(line, data, message))
-    return fail("unexpected answer from conmon: " + trim(line));
-  if (data <= 0)
-    return fail(message.empty() ? rt_.name + " create failed"
-                                : runtime_message(message));
-  out.pid = static_cast<pid_t>(data);
+  if (line.empty()) {
+    auto text = read_available(diag_fd);
+    why = "conmon exited without reporting the container's pid" +
+          (text.empty() ? "" : ": " + text);
+    return false;
+  }
+  if (!parse_sync(line, pid, message)) {
+    why = "unexpected answer from conmon: " + trim(line);
+    return false;
+  }
+  if (pid <= 0) {
+    why = message.empty() ? rt_.name + " create failed"
+                          : runtime_message(message);
+    return false;
+  }
   return true;
 }
 
@@ -414,15 +462,14 @@ bool oci::remove(const std::string& id, bool force, std::string& err) {
     args.emplace_back("--force");
   args.push_back(id);
   std::string output, why;
-  bool ok = runtime_call("delete", args, output, why);
-  auto text = lower(why);
-  if (!ok && text.find("does not exist") == std::string::npos &&
-      text.find("not found") == std::string::npos) {
+  // The runtime keeps its state in ROOT/ID: without it, nothing to delete.
+  std::error_code ec;
+  if (!runtime_call("delete", args, output, why) &&
+      fs::exists(paths_.runtime_root + "/" + id, ec)) {
     err = "removing container " + id + ": " + why;
     return false;
   }
   // conmon removes its attach socket but leaves the link to the bundle.
-  std::error_code ec;
   if (fs::is_symlink(paths_.sockets_dir + "/" + id, ec))
     fs::remove(paths_.sockets_dir + "/" + id, ec);
   return true;

@@ -86,6 +86,10 @@ public:
   void forget_exit(const std::string& id);
 
 private:
+  std::vector<std::string> conmon_argv(const create_request& r) const;
+  bool prepare(const create_request& r, std::string& err);
+  bool await_sync(int sync_fd, int diag_fd, int64_t& pid,
+                  std::string& why) const;
   bool runtime_call(const std::string& verb,
                     const std::vector<std::string>& args, std::string& output,
                     std::string& err);

@@ -99,8 +99,12 @@ void reaper_loop(reaper_state* s) {
   pollfd fds[2] = {{s->signal_fd, POLLIN, 0}, {s->wake_fd, POLLIN, 0}};
   for (;;) {
     reap_ready(*s);
-    if (::poll(fds, 2, rescan_ms) < 0 && errno != EINTR)
-      return;
+    if (::poll(fds, 2, rescan_ms) < 0) {
+      // Only EINTR or a lack of memory: retry later, never stop reaping.
+      if (errno != EINTR)
+        std::this_thread::sleep_for(std::chrono::milliseconds{rescan_ms});
+      continue;
+    }
     if (fds[1].revents & POLLIN)
       return;
     signalfd_siginfo info;
@@ -345,8 +349,8 @@ void drain(int fd, std::string& output) {
     output.append(buf, std::min(size_t(n), max_output - output.size()));
 }
 
-// Reads the child's output until EOF or its exit; false when the timeout
-// passed first.
+// Reads the child's output until it exits (the pidfd turns readable); false
+// when the timeout passed first. Without a pidfd, EOF stands for the exit.
 bool collect_output(int fd, int pidfd, std::chrono::milliseconds timeout,
                     std::string& output) {
   auto deadline = clock::now() + timeout;
@@ -368,16 +372,21 @@ bool collect_output(int fd, int pidfd, std::chrono::milliseconds timeout,
       return true;
     if (fds[0].revents) {
       ssize_t got = ::read(fd, buf, sizeof buf);
-      if (got <= 0 && !(got < 0 && errno == EINTR))
-        return true;
+      if (got < 0 && errno == EINTR)
+        continue;
       if (got > 0)
         output.append(buf,
                       std::min(size_t(got), max_output - output.size()));
+      else if (pidfd < 0)
+        return true;
+      else
+        fds[0].fd = -1; // EOF: now wait for the exit alone
       continue;
     }
     // Exited, yet a grandchild may keep the pipe open: take what is there.
     if (fds[1].revents) {
-      drain(fd, output);
+      if (fds[0].fd >= 0)
+        drain(fd, output);
       return true;
     }
   }
@@ -405,6 +414,11 @@ void start_reaper() {
   if (s.running)
     return;
   ::prctl(PR_SET_CHILD_SUBREAPER, 1);
+  // An ignored SIGCHLD (or SA_NOCLDWAIT) would let the kernel discard the
+  // statuses we hand to waiters.
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  ::sigaction(SIGCHLD, &dfl, nullptr);
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGCHLD);

@@ -94,9 +94,9 @@ class ProtocolTest(DaemonTest):
         self.assertVersionReply(c.request("io.podman.GetVersion"))
 
     def test_method_not_implemented(self):
-        r = self.conn().request("io.podman.ListContainers", {})
+        r = self.conn().request("io.podman.ListPods", {})
         self.assertError(r, SVC + ".MethodNotImplemented",
-                         {"method": "io.podman.ListContainers"})
+                         {"method": "io.podman.ListPods"})
 
     # --- parameter types ----------------------------------------------------------
 

@@ -136,13 +136,15 @@ struct rendered {
   }
   strings list(std::string_view pointer) {
     strings out;
-    for (auto e : at(pointer).get_array().value())
+    simdjson::dom::array arr1 = at(pointer).get_array().value();
+    for (auto e : arr1)
       out.emplace_back(std::string_view(e));
     return out;
   }
   // The mount at `destination`, or a null element.
   simdjson::dom::object mount(std::string_view destination) {
-    for (auto m : at("/mounts").get_array().value())
+    simdjson::dom::array arr2 = at("/mounts").get_array().value();
+    for (auto m : arr2)
       if (std::string_view(m["destination"]) == destination)
         return m.get_object().value();
     BOOST_FAIL("no mount at " << destination);
@@ -150,20 +152,23 @@ struct rendered {
   }
   size_t mounts_at(std::string_view destination) {
     size_t n = 0;
-    for (auto m : at("/mounts").get_array().value())
+    simdjson::dom::array arr3 = at("/mounts").get_array().value();
+    for (auto m : arr3)
       n += std::string_view(m["destination"]) == destination;
     return n;
   }
   strings mount_options(std::string_view destination) {
     strings out;
-    for (auto o : mount(destination)["options"].get_array().value())
+    simdjson::dom::array arr4 = mount(destination)["options"].get_array().value();
+    for (auto o : arr4)
       out.emplace_back(std::string_view(o));
     return out;
   }
   // Namespace type -> path ("" without one); absent types are missing.
   std::map<std::string, std::string> namespaces() {
     std::map<std::string, std::string> out;
-    for (auto ns : at("/linux/namespaces").get_array().value()) {
+    simdjson::dom::array arr5 = at("/linux/namespaces").get_array().value();
+    for (auto ns : arr5) {
       std::string_view path;
       if (ns["path"].get(path) != simdjson::SUCCESS)
         path = "";
@@ -172,7 +177,8 @@ struct rendered {
     return out;
   }
   uint64_t rlimit(std::string_view type, const char* which) {
-    for (auto r : at("/process/rlimits").get_array().value())
+    simdjson::dom::array arr6 = at("/process/rlimits").get_array().value();
+    for (auto r : arr6)
       if (std::string_view(r["type"]) == type)
         return uint64_t(r[which]);
     BOOST_FAIL("no rlimit " << type);
@@ -834,7 +840,8 @@ BOOST_AUTO_TEST_CASE(rendered_options_of_the_request) {
              boost::test_tools::per_element());
   // Parents before children.
   size_t data = 0, sub = 0, i = 0;
-  for (auto m : r.at("/mounts").get_array().value()) {
+  simdjson::dom::array arr7 = r.at("/mounts").get_array().value();
+  for (auto m : arr7) {
     auto d = std::string_view(m["destination"]);
     if (d == "/data")
       data = i;
@@ -874,7 +881,8 @@ BOOST_AUTO_TEST_CASE(privileged_has_every_capability_and_device) {
   BOOST_TEST(bool(r.at("/linux/resources/devices/0/allow")));
   BOOST_TEST(has_entry(r.mount_options("/sys"), "rw"));
   bool null_found = false;
-  for (auto d : r.at("/linux/devices").get_array().value())
+  simdjson::dom::array arr8 = r.at("/linux/devices").get_array().value();
+  for (auto d : arr8)
     null_found |= std::string_view(d["path"]) == "/dev/null";
   BOOST_TEST(null_found);
 }
