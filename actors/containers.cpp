@@ -95,6 +95,7 @@ struct job_result {
   std::string err;
   int64_t code = 0;
   runtime::created made;
+  bool start_failed = false; ///< created, then the start failed
   std::string text;
   std::vector<std::string> lines;
   storage::tree_changes changes;
@@ -347,7 +348,10 @@ public:
 
   /// Hands the container to the runtime (configured/stopped/exited ->
   /// created): mounts its root, writes its spec, starts conmon.
-  void init(done_fn done) {
+  /// With `then_start`, the start follows in the same job, and only the
+  /// running state is committed: a crash before that commit leaves a
+  /// configured container whose runtime state the next start removes.
+  void init(done_fn done, bool then_start = false) {
     std::vector<std::string> targets;
     for (auto* n : {&f_.plan.pid, &f_.plan.ipc, &f_.plan.uts, &f_.plan.net})
       targets.push_back(n->mode == runtime::ns_mode::container ? n->container
@@ -355,13 +359,13 @@ public:
     bool any = std::any_of(targets.begin(), targets.end(),
                            [](auto& t) { return !t.empty(); });
     if (!any)
-      return init_with({0, 0, 0, 0}, "", std::move(done));
+      return init_with({0, 0, 0, 0}, "", std::move(done), then_start);
     self_->request(catalog_, 10s, pidof_atom::value, targets)
         .then(
-            [this, done](const ns_pids_ptr& p) {
+            [this, done, then_start](const ns_pids_ptr& p) {
               if (!p->error.empty())
                 return done(false, p->error);
-              init_with(p->pids, "", done);
+              init_with(p->pids, "", done, then_start);
             },
             [this, done](caf::error& e) {
               done(false, "finding the containers to share namespaces "
@@ -370,7 +374,7 @@ public:
   }
 
   void init_with(std::vector<int64_t> pids, std::string uts_hostname,
-                 done_fn done) {
+                 done_fn done, bool then_start) {
     runtime::render_inputs in;
     in.id = f_.rec.id;
     in.rootfs = f_.merged;
@@ -413,19 +417,35 @@ public:
           if (r.ok && !runtime::enable_block_accounting(
                           in.cgroups_path, ctx->opts.root, ignored))
             log()->debug("block I/O accounting for {}: {}", in.id, ignored);
+          if (r.ok && then_start && !ctx->oci->start(in.id, r.err)) {
+            r.ok = false;
+            r.start_failed = true;
+            r.code = runtime::failure_exit_code(r.err);
+            ctx->oci->remove(in.id, true, ignored);
+            ctx->oci->forget_exit(in.id);
+          }
           if (!r.ok && !keep_mount)
             runtime::unmount(merged, ignored);
         },
-        [this, done](const job_result& r) {
+        [this, done, then_start](const job_result& r) {
+          if (!r.ok && r.start_failed) {
+            finish(r.code);
+            return done(false, r.err);
+          }
           if (!r.ok)
             return done(false, r.err);
-          f_.rec.state = container_state::created;
+          f_.rec.state = then_start ? container_state::running
+                                    : container_state::created;
           f_.rec.pid = r.made.pid;
           f_.rec.conmon_pid = r.made.conmon_pid;
           f_.rec.boot_id = ctx_->boot_id;
+          if (then_start)
+            f_.rec.started = now_ns();
           std::string err;
           if (!commit(err))
             return done(false, err);
+          if (then_start)
+            log()->info("started container {} ({})", f_.rec.id, f_.rec.name);
           done(true, "");
         });
   }
@@ -463,11 +483,7 @@ public:
   /// configured/stopped/exited/created -> running.
   void start(done_fn done) {
     if (f_.rec.state != container_state::created)
-      return init([this, done](bool ok, const std::string& err) {
-        if (!ok)
-          return done(false, err);
-        run_start(done);
-      });
+      return init(std::move(done), true);
     run_start(std::move(done));
   }
 
@@ -555,6 +571,12 @@ public:
           r.code = code ? *code : -1;
           if (!code)
             log()->warn("container {} ended without an exit code", id);
+          // runc reports a failed exec of the command (a script without
+          // its interpreter, a binary for another machine) only as an exit
+          // of 1 and a line in the log; that is a command that could not
+          // be run: 126 or 127, as for failures it finds before.
+          if (auto failed = runtime::exec_failure(int(r.code), log_path))
+            r.code = runtime::failure_exit_code(*failed);
           std::string ignored;
           if (!ctx->oci->remove(id, true, ignored))
             log()->warn("deleting container {}: {}", id, ignored);

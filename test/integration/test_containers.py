@@ -152,6 +152,16 @@ class Lifecycle(ContainerTest):
             self.assertError(r, "io.podman.ErrorOccurred")
             self.assertIn(word, r["parameters"]["reason"].lower())
             self.assertNotEqual(self.state(cid), "running")
+        # An executable whose interpreter is missing: runc finds out only
+        # when it execs it, after the start; the code still says why.
+        script = self.path("bad.sh")
+        with open(script, "w") as f:
+            f.write("#!/no/such/interpreter\n")
+        os.chmod(script, 0o755)
+        cid = self.create(["/bad.sh"], volumes=[script + ":/bad.sh:ro"])
+        r = self.call("StartContainer", {"name": cid})
+        if "error" not in r:
+            self.assertEqual(self.wait(cid), 127)
 
     def test_output_and_log(self):
         cid = self.run_ctr(["sh", "-c", "echo hello; echo oops >&2; printf part"])
@@ -251,7 +261,12 @@ class Lifecycle(ContainerTest):
             time.sleep(0.05)
         self.assertEqual(self.ok("ContainerExists", {"name": cid})["exists"], 1)
         self.assertEqual(self.wait(cid), 5)
-        self.assertFalse(os.path.exists(os.path.join(self.root, "containers", cid)))
+        # Its files go right after it leaves the list.
+        gone = os.path.join(self.root, "containers", cid)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and os.path.exists(gone):
+            time.sleep(0.05)
+        self.assertFalse(os.path.exists(gone))
 
     def test_waiter_hangs_up(self):
         """C02: a client that hangs up mid-wait leaves the container alone."""
