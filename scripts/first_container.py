@@ -6,7 +6,8 @@ berthd, and a container made from it prints its /etc/os-release.
 
     scripts/first_container.py BERTH [--address ADDR]
 
-The registry is stopped afterwards; the image stays in berthd's store.
+The registry is stopped afterwards; the image stays in berthd's store,
+tagged debian:bookworm (that is, localhost/debian:bookworm).
 """
 
 import argparse
@@ -37,8 +38,12 @@ def main():
         ref = "%s/debian:bookworm" % reg.url
         print("pulling %s through berthd ..." % ref, flush=True)
         subprocess.run(base + ["pull", "--tls-verify=false", ref], check=True)
-        print("running a container from it:", flush=True)
-        rc = subprocess.run(base + ["run", "--rm", ref, "cat", "/etc/os-release"]).returncode
+    # The registry goes away; a short local name stays.
+    subprocess.run(base + ["tag", ref, "debian:bookworm"], check=True)
+    print("running a container from it (berth run --rm debian:bookworm "
+          "cat /etc/os-release):", flush=True)
+    rc = subprocess.run(base + ["run", "--rm", "debian:bookworm", "cat",
+                                "/etc/os-release"]).returncode
     if rc != 0:
         print("the container exited with %d" % rc, file=sys.stderr)
     return rc
