@@ -119,6 +119,7 @@ using view_ptr = std::shared_ptr<const container_view>;
 struct ns_pids {
   std::string error;
   std::vector<int64_t> pids;
+  std::string ipc_shm; ///< the /dev/shm directory of the IPC target
 };
 using ns_pids_ptr = std::shared_ptr<const ns_pids>;
 
@@ -359,13 +360,13 @@ public:
     bool any = std::any_of(targets.begin(), targets.end(),
                            [](auto& t) { return !t.empty(); });
     if (!any)
-      return init_with({0, 0, 0, 0}, "", std::move(done), then_start);
+      return init_with({0, 0, 0, 0}, shm_dir(), std::move(done), then_start);
     self_->request(catalog_, 10s, pidof_atom::value, targets)
         .then(
             [this, done, then_start](const ns_pids_ptr& p) {
               if (!p->error.empty())
                 return done(false, p->error);
-              init_with(p->pids, "", done, then_start);
+              init_with(p->pids, p->ipc_shm, done, then_start);
             },
             [this, done](caf::error& e) {
               done(false, "finding the containers to share namespaces "
@@ -373,7 +374,10 @@ public:
             });
   }
 
-  void init_with(std::vector<int64_t> pids, std::string uts_hostname,
+  /// The tmpfs on the host behind the container's /dev/shm (private IPC).
+  std::string shm_dir() const { return f_.userdata + "/shm"; }
+
+  void init_with(std::vector<int64_t> pids, std::string shm_path,
                  done_fn done, bool then_start) {
     runtime::render_inputs in;
     in.id = f_.rec.id;
@@ -384,7 +388,11 @@ public:
     in.ipc_ns_pid = pid_t(pids[1]);
     in.uts_ns_pid = pid_t(pids[2]);
     in.net_ns_pid = pid_t(pids[3]);
-    in.uts_hostname = uts_hostname;
+    bool own_shm = f_.plan.ipc.mode == runtime::ns_mode::private_;
+    if (own_shm)
+      shm_path = shm_dir();
+    in.shm_path = shm_path;
+    auto shm_size = f_.plan.shm_size;
     runtime::create_request req;
     req.id = f_.rec.id;
     req.name = f_.rec.name;
@@ -404,7 +412,8 @@ public:
     ctx->oci->forget_exit(f_.rec.id);
     job(
         [=](job_result& r) {
-          if (!mount_root(lower, dir, merged, r.err)) {
+          if (!mount_root(lower, dir, merged, r.err) ||
+              (own_shm && !runtime::mount_shm(in.shm_path, shm_size, r.err))) {
             r.ok = false;
             return;
           }
@@ -426,6 +435,8 @@ public:
           }
           if (!r.ok && !keep_mount)
             runtime::unmount(merged, ignored);
+          if (!r.ok && own_shm)
+            runtime::unmount(in.shm_path, ignored);
         },
         [this, done, then_start](const job_result& r) {
           if (!r.ok && r.start_failed) {
@@ -490,6 +501,7 @@ public:
   void run_start(done_fn done) {
     auto ctx = ctx_;
     auto id = f_.rec.id;
+    auto shm = shm_dir();
     auto merged = f_.merged;
     bool keep_mount = f_.rec.mounted;
     job(
@@ -501,6 +513,7 @@ public:
             ctx->oci->remove(id, true, ignored);
             if (!keep_mount)
               runtime::unmount(merged, ignored);
+            runtime::unmount(shm, ignored);
             ctx->oci->forget_exit(id);
           }
         },
@@ -564,6 +577,7 @@ public:
     auto id = f_.rec.id;
     auto merged = f_.merged;
     auto log_path = f_.log_path;
+    auto shm = shm_dir();
     bool keep_mount = f_.rec.mounted;
     job(
         [=](job_result& r) {
@@ -582,6 +596,8 @@ public:
             log()->warn("deleting container {}: {}", id, ignored);
           if (!keep_mount && !runtime::unmount(merged, ignored))
             log()->warn("unmounting {}: {}", merged, ignored);
+          if (!runtime::unmount(shm, ignored))
+            log()->warn("unmounting {}: {}", shm, ignored);
           ctx->oci->forget_exit(id);
         },
         [this](const job_result& r) {
@@ -600,11 +616,12 @@ public:
     auto ctx = ctx_;
     auto id = f_.rec.id;
     auto merged = f_.merged;
+    auto shm = shm_dir();
     job(
         [=](job_result& r) {
           std::string ignored;
           ctx->oci->remove(id, true, ignored);
-          if (!runtime::unmount(merged, r.err))
+          if (!runtime::unmount(merged, r.err) || !runtime::unmount(shm, r.err))
             r.ok = false;
           ctx->oci->forget_exit(id);
         },
@@ -1415,11 +1432,13 @@ public:
       bool check_exit = false;
       auto before = std::make_tuple(rec.state, rec.mounted, rec.pid);
       auto merged = ctx_->store.dir(rec.id) + "/merged";
+      auto shm = ctx_->store.dir(rec.id) + "/userdata/shm";
       if (rebooted && state_is_live(rec.state)) {
         log()->info("container {} did not survive the reboot", rec.id);
         std::string ignored;
         ctx_->oci->remove(rec.id, true, ignored);
         runtime::unmount(merged, ignored);
+        runtime::unmount(shm, ignored);
         rec.state = container_state::exited;
         rec.finished = rec.finished ? rec.finished : now_ns();
         rec.pid = rec.conmon_pid = 0;
@@ -1435,6 +1454,7 @@ public:
           ctx_->oci->remove(rec.id, true, ignored);
           if (!rec.mounted)
             runtime::unmount(merged, ignored);
+          runtime::unmount(shm, ignored);
         }
         ctx_->oci->forget_exit(rec.id);
       } else if (state_is_live(rec.state)) {
@@ -1447,6 +1467,7 @@ public:
           ctx_->oci->remove(rec.id, true, ignored);
           if (!rec.mounted)
             runtime::unmount(merged, ignored);
+          runtime::unmount(shm, ignored);
           rec.state = container_state::exited;
           rec.exit_code = -1;
           rec.finished = now_ns();
@@ -1963,6 +1984,8 @@ public:
         return r;
       }
       r->pids.push_back(v.pid);
+      if (r->pids.size() == 2) // the IPC target: its /dev/shm
+        r->ipc_shm = ctx_->store.dir(id) + "/userdata/shm";
     }
     return r;
   }

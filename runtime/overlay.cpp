@@ -12,6 +12,7 @@
 #include <fstream>
 #include <sstream>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace berth::runtime {
@@ -177,6 +178,22 @@ bool unmount(const std::string& merged, std::string& err) {
     return true;
   err = "unmounting " + merged + ": " + errno_text();
   return false;
+}
+
+bool mount_shm(const std::string& path, int64_t size, std::string& err) {
+  if (is_mounted(path))
+    return true;
+  if (::mkdir(path.c_str(), 0700) < 0 && errno != EEXIST) {
+    err = "creating " + path + ": " + std::strerror(errno);
+    return false;
+  }
+  auto data = "mode=1777,size=" + std::to_string(size);
+  if (::mount("shm", path.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+              data.c_str()) < 0) {
+    err = "mounting a tmpfs at " + path + ": " + std::strerror(errno);
+    return false;
+  }
+  return true;
 }
 
 } // namespace berth::runtime

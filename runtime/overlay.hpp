@@ -24,4 +24,8 @@ bool unmount(const std::string& merged, std::string& err);
 /// True when `path` is a mount point in our mount namespace.
 bool is_mounted(const std::string& path);
 
+/// Mounts a tmpfs of `size` bytes for a container's /dev/shm at `path`
+/// (created if missing; already mounted is success).
+bool mount_shm(const std::string& path, int64_t size, std::string& err);
+
 } // namespace berth::runtime

@@ -1591,21 +1591,20 @@ std::vector<mount_entry> default_mounts(const container_plan& p,
        "cgroup",
        {"nosuid", "noexec", "nodev", "relatime", sys_access}}};
 
-  // /dev/shm: own tmpfs, or the one of the IPC namespace joined.
-  if (p.ipc.mode == ns_mode::private_)
+  // /dev/shm: own tmpfs (mounted on the host by the caller, so that other
+  // containers can join it; a bind from another mount namespace through
+  // /proc/PID/root fails), or the one of the IPC namespace joined.
+  if (p.ipc.mode == ns_mode::private_ && in.shm_path.empty())
     m.push_back({"/dev/shm",
                  "tmpfs",
                  "shm",
                  {"nosuid", "noexec", "nodev", "mode=1777",
                   "size=" + std::to_string(p.shm_size)}});
   else
-    m.push_back(
-        {"/dev/shm",
-         "bind",
-         p.ipc.mode == ns_mode::host
-             ? "/dev/shm"
-             : "/proc/" + std::to_string(in.ipc_ns_pid) + "/root/dev/shm",
-         {"rbind", "nosuid", "noexec", "nodev"}});
+    m.push_back({"/dev/shm",
+                 "bind",
+                 p.ipc.mode == ns_mode::host ? "/dev/shm" : in.shm_path,
+                 {"rbind", "nosuid", "noexec", "nodev"}});
 
   for (const char* name : {"resolv.conf", "hosts", "hostname"})
     m.push_back({std::string{"/etc/"} + name,

@@ -132,6 +132,10 @@ struct render_inputs {
   std::string init_path = "/usr/bin/catatonit";
   /// For ns_mode::container: the running pid of the target container.
   pid_t pid_ns_pid = 0, ipc_ns_pid = 0, uts_ns_pid = 0, net_ns_pid = 0;
+  /// The host directory mounted at /dev/shm: a tmpfs the caller mounted for
+  /// this container (private IPC), or the one of the container whose IPC
+  /// namespace it joins. Empty with private IPC: a tmpfs of its own inside.
+  std::string shm_path;
   /// For a joined UTS namespace: the target's hostname (for HOSTNAME and
   /// /etc/hostname); "" -> this container's own hostname.
   std::string uts_hostname;

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tarfile
@@ -299,6 +300,37 @@ class Lifecycle(ContainerTest):
         r = self.call("CreateContainer", {"create": {"image": "localhost/nosuch:latest",
                                                      "command": ["true"]}})
         self.assertError(r, "io.podman.ErrorOccurred")
+
+    def test_namespace_modes(self):
+        """pid, ipc, uts and net: own, host, or another container's."""
+        host = self.run_ctr(["sh", "-c", "hostname; ls /proc | grep -c '^[0-9]'"],
+                            pid_mode="host", uts_mode="host", net_mode="host")
+        self.assertEqual(self.wait(host), 0)
+        out = self.logs(host).split()
+        self.assertEqual(len(out), 2, out)
+        name, procs = out
+        self.assertEqual(name, socket.gethostname())
+        self.assertGreater(int(procs), 10)  # the host's processes
+        first = self.run_ctr(["sh", "-c", "echo $$ > /tmp/pid; sleep 60"], hostname="first")
+        time.sleep(0.3)
+        joined = self.run_ctr(["sh", "-c", "hostname; ps -o pid,args | grep -c 'sleep 60'; "
+                               "cat /proc/net/dev | grep -c :"],
+                              pid_mode="container:" + first, uts_mode="container:" + first,
+                              net_mode="container:" + first, ipc_mode="container:" + first)
+        self.assertEqual(self.wait(joined), 0)
+        out = self.logs(joined).split()
+        self.assertEqual(out[0], "first")
+        self.assertGreaterEqual(int(out[1]), 1)  # sees the other's sleep
+        self.assertEqual(out[2], "1")            # loopback only
+        own = self.run_ctr(["sh", "-c", "ls /proc | grep -c '^[0-9]'"])
+        self.assertEqual(self.wait(own), 0)
+        self.assertLessEqual(int(self.logs(own).strip()), 3)
+        # Joining a container that does not run fails clearly.
+        self.ok("StopContainer", {"name": first, "timeout": 0})
+        late = self.create(["true"], pid_mode="container:" + first)
+        r = self.call("StartContainer", {"name": late})
+        self.assertError(r, "io.podman.ErrorOccurred")
+        self.assertIn("running", r["parameters"]["reason"])
 
     def test_volume_and_tmpfs(self):
         host = self.path("vol")
