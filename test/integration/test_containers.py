@@ -301,6 +301,39 @@ class Lifecycle(ContainerTest):
                                                      "command": ["true"]}})
         self.assertError(r, "io.podman.ErrorOccurred")
 
+    def test_resources_and_limits(self):
+        """cgroup limits from CreateResourceConfig; rlimits clamped to the
+        host's hard limits (root lacks CAP_SYS_RESOURCE here)."""
+        import resource
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        cid = self.run_ctr(["sh", "-c", "ulimit -n; ulimit -Hn; sleep 30"],
+                           resources={"memory": 64 << 20, "pids_limit": 50,
+                                      "cpu_shares": 512, "cpu_quota": 50000,
+                                      "cpu_period": 100000,
+                                      "ulimit": ["nofile=1024:4096"]})
+        time.sleep(0.3)
+
+        def cgroup(controller, name):
+            for path in glob.glob("/sys/fs/cgroup/%s/berth/%s/%s" % (controller, cid, name)) + \
+                    glob.glob("/sys/fs/cgroup/berth/%s/%s" % (cid, name)):
+                with open(path) as f:
+                    return f.read().strip()
+            return None
+        self.assertIn(cgroup("memory", "memory.limit_in_bytes") or cgroup("", "memory.max"),
+                      (str(64 << 20),))
+        self.assertEqual(cgroup("pids", "pids.max"), "50")
+        self.assertEqual(cgroup("cpu", "cpu.shares"), "512")
+        self.assertEqual(cgroup("cpu", "cpu.cfs_quota_us"), "50000")
+        self.assertEqual(self.logs(cid).split()[:2], ["1024", "4096"])
+        self.ok("StopContainer", {"name": cid, "timeout": 0})
+        # No ulimit asked: podman's defaults, within what this host allows.
+        cid = self.run_ctr(["sh", "-c", "ulimit -Hn"])
+        self.assertEqual(self.wait(cid), 0)
+        self.assertLessEqual(int(self.logs(cid).strip()), hard)
+        bad = self.call("CreateContainer", {"create": {"image": IMAGE, "command": ["true"],
+                                                       "resources": {"cpus": -1}}})
+        self.assertError(bad, "io.podman.ErrorOccurred")
+
     def test_namespace_modes(self):
         """pid, ipc, uts and net: own, host, or another container's."""
         host = self.run_ctr(["sh", "-c", "hostname; ls /proc | grep -c '^[0-9]'"],
