@@ -300,24 +300,28 @@ std::string inspect_json(const container_facts& f, bool with_config) {
     w.key("ReadonlyRootfs"), w.value(p.readonly_rootfs);
     w.key("Sysctls"), json::encode(w, f.create.sys_ctl);
     strings(w, "Tmpfs", p.tmpfs);
-    w.key("ShmSize"), w.value(res.shm_size);
-    w.key("Memory"), w.value(res.memory);
-    w.key("MemoryReservation"), w.value(res.memory_reservation);
-    w.key("MemorySwap"), w.value(res.memory_swap);
-    w.key("MemorySwappiness"), w.value(res.memory_swappiness);
-    w.key("KernelMemory"), w.value(res.kernel_memory);
-    w.key("CpuShares"), w.value(res.cpu_shares);
-    w.key("CpuPeriod"), w.value(res.cpu_period);
-    w.key("CpuQuota"), w.value(res.cpu_quota);
-    w.key("CpuRealtimePeriod"), w.value(res.cpu_rt_period);
-    w.key("CpuRealtimeRuntime"), w.value(res.cpu_rt_runtime);
-    w.key("NanoCpus"), w.value(int64_t(res.cpus * 1e9));
+    const std::pair<const char*, int64_t> limits[] = {
+      {"ShmSize", res.shm_size},
+      {"Memory", res.memory},
+      {"MemoryReservation", res.memory_reservation},
+      {"MemorySwap", res.memory_swap},
+      {"MemorySwappiness", res.memory_swappiness},
+      {"KernelMemory", res.kernel_memory},
+      {"CpuShares", res.cpu_shares},
+      {"CpuPeriod", res.cpu_period},
+      {"CpuQuota", res.cpu_quota},
+      {"CpuRealtimePeriod", res.cpu_rt_period},
+      {"CpuRealtimeRuntime", res.cpu_rt_runtime},
+      {"NanoCpus", int64_t(res.cpus * 1e9)},
+      {"BlkioWeight", res.blkio_weight},
+      {"PidsLimit", res.pids_limit},
+      {"OomScoreAdj", res.oom_score_adj},
+    };
+    for (auto& [key, value] : limits)
+      w.key(key), w.value(value);
     w.key("CpusetCpus"), w.value(res.cpuset_cpus);
     w.key("CpusetMems"), w.value(res.cpuset_mems);
-    w.key("BlkioWeight"), w.value(res.blkio_weight);
-    w.key("PidsLimit"), w.value(res.pids_limit);
     w.key("OomKillDisable"), w.value(res.disable_oomkiller);
-    w.key("OomScoreAdj"), w.value(res.oom_score_adj);
     strings(w, "Ulimits", res.ulimit);
     strings(w, "Devices", f.create.devices);
     w.key("LogConfig");

@@ -554,12 +554,8 @@ public:
     if (!restarters_.empty()) {
       auto callers = std::exchange(restarters_, {});
       return start([this, callers](bool ok, const std::string& err) {
-        for (auto& c : callers) {
-          if (ok)
-            c->reply(podman::RestartContainer_out{f_.rec.id});
-          else
-            c->fail(podman::ErrorOccurred{err});
-        }
+        for (auto& c : callers)
+          answer<podman::RestartContainer_out>(c, "restarting")(ok, err);
       });
     }
     if (!removers_.empty() || f_.plan.rm)
@@ -749,13 +745,19 @@ public:
     if (s == container_state::removing)
       return c->fail(podman::ErrorOccurred{
           improper("container " + f_.rec.id + " is being removed")});
-    start([this, c](bool ok, const std::string& err) {
+    start(answer<podman::StartContainer_out>(c, "starting"));
+  }
+
+  /// A done_fn that answers `c` with the container's ID, or the error.
+  template <class Out>
+  done_fn answer(const rpc::call_ptr& c, const char* doing) {
+    return [this, c, doing](bool ok, const std::string& err) {
       if (ok)
-        c->reply(podman::StartContainer_out{f_.rec.id});
+        c->reply(Out{f_.rec.id});
       else
-        c->fail(podman::ErrorOccurred{"starting container " + f_.rec.id +
-                                      ": " + err});
-    });
+        c->fail(podman::ErrorOccurred{std::string{doing} + " container " +
+                                      f_.rec.id + ": " + err});
+    };
   }
 
   void StopContainer(const rpc::call_ptr& c,
@@ -800,11 +802,7 @@ public:
     int sig = int(in.signal);
     job([=](job_result& r) { r.ok = ctx->oci->kill(id, sig, false, r.err); },
         [this, c](const job_result& r) {
-          if (r.ok)
-            c->reply(podman::KillContainer_out{f_.rec.id});
-          else
-            c->fail(podman::ErrorOccurred{"killing container " + f_.rec.id +
-                                          ": " + r.err});
+          answer<podman::KillContainer_out>(c, "killing")(r.ok, r.err);
         });
   }
 
@@ -818,13 +816,7 @@ public:
       restarters_.push_back(c);
       return begin_stop(in.timeout);
     }
-    start([this, c](bool ok, const std::string& err) {
-      if (ok)
-        c->reply(podman::RestartContainer_out{f_.rec.id});
-      else
-        c->fail(podman::ErrorOccurred{"restarting container " + f_.rec.id +
-                                      ": " + err});
-    });
+    start(answer<podman::RestartContainer_out>(c, "restarting"));
   }
 
   void PauseContainer(const rpc::call_ptr& c,

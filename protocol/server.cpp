@@ -862,7 +862,8 @@ private:
     raw_in_.resize(64u << 10);
     srv_.replies_->post([id = id_, ready = std::move(ready_),
                          channel = link_](server& srv) {
-      ready(channel);
+      if (ready)
+        ready(channel);
       if (auto* s = srv.find_session(id))
         s->open_duplex();
     });

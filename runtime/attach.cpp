@@ -103,6 +103,7 @@ struct attach_hub::impl final : ring_loop {
     std::string in;           ///< client bytes not yet a whole frame
     int64_t end_code = 0;
     bool end_pending = false;
+    bool parked = false; ///< the client left; the socket stays until exit
     bool closed = false;
   };
 
@@ -154,13 +155,15 @@ struct attach_hub::impl final : ring_loop {
       s.output_ended = true;
       if (s.on_output_end)
         s.on_output_end();
+      if (s.parked)
+        return close(s);
       return finish_if_ended(s);
     }
     uint8_t stream = uint8_t(s.rbuf[0]);
     std::string_view data{s.rbuf + 1, size_t(res - 1)};
-    if (stream == 2 || stream == 3)
+    if ((stream == 2 || stream == 3) && !s.parked)
       out(s, encode_frame(stream == 2 ? 1 : 2, data));
-    if (s.ch && s.ch->backlog() > high_water) {
+    if (s.ch && !s.parked && s.ch->backlog() > high_water) {
       s.paused = true;
       auto sid = s.sid;
       s.ch->when_writable(low_water, [this, sid] {
@@ -179,7 +182,7 @@ struct attach_hub::impl final : ring_loop {
   /// The end frame goes out once the exit code is known and every byte of
   /// output went before it.
   void finish_if_ended(session& s) {
-    if (!s.end_pending || !s.output_ended || !s.ch || s.closed)
+    if (!s.end_pending || !s.output_ended || !s.ch || s.closed || s.parked)
       return;
     s.ch->write(encode_frame(uint8_t(attach_frame::end),
                              std::to_string(s.end_code)));
@@ -230,9 +233,27 @@ struct attach_hub::impl final : ring_loop {
     }
   }
 
+  /// The client leaves (detach keys, or it hung up) but the container
+  /// keeps its stdin: conmon closes a container's stdin when an attach
+  /// connection ends, so this one stays open, its output dropped, until
+  /// the container's process ends. A later attach gets a connection of its
+  /// own.
+  void park(session& s) {
+    s.ch.reset(); // the connection is gone already
+    detach(s);
+  }
+
   void detach(session& s) {
-    out(s, encode_frame(uint8_t(attach_frame::end), "detached"));
-    close(s);
+    if (s.ch) {
+      s.ch->write(encode_frame(uint8_t(attach_frame::end), "detached"));
+      s.ch->close();
+      s.ch.reset();
+    }
+    s.parked = true;
+    s.early.clear();
+    s.to_send.clear();
+    s.paused = false;
+    arm_recv(s);
   }
 
   void resize(session& s, std::string_view payload) {
@@ -251,6 +272,8 @@ struct attach_hub::impl final : ring_loop {
   }
 
   void on_client_bytes(session& s, std::string_view bytes) {
+    if (s.parked)
+      return;
     s.in.append(bytes);
     size_t pos = 0;
     while (s.in.size() - pos >= 5) {
@@ -271,7 +294,7 @@ struct attach_hub::impl final : ring_loop {
           break;
         default: return close(s);
       }
-      if (s.closed)
+      if (s.closed || s.parked)
         return;
       pos += 5 + n;
     }
@@ -319,7 +342,7 @@ public:
       if (!s)
         return;
       if (hangup) {
-        hub->close(*s);
+        hub->park(*s);
       } else {
         // End of the client's input: the container's stdin ends too.
         s->close_stdin = true;

@@ -239,6 +239,17 @@ struct log_hub::impl final : ring_loop {
     sink->on_end(error);
   }
 
+  /// Runs `f` on the loop's thread with follower `fid`, if it is still
+  /// followed.
+  template <class F>
+  void with(id fid, F f) {
+    post([this, fid, f] {
+      auto it = followers.find(fid);
+      if (it != followers.end() && !it->second->dropped)
+        f(*it->second);
+    });
+  }
+
   void forget(follower& f) {
     unwatch(f);
     if (f.fd >= 0)
@@ -301,43 +312,28 @@ void log_hub::add(id fid, const std::string& path, bool follow,
 }
 
 void log_hub::resume(id fid) {
-  auto& m = *impl_;
-  m.post([&m, fid] {
-    auto it = m.followers.find(fid);
-    if (it == m.followers.end() || it->second->dropped)
-      return;
-    auto& f = *it->second;
+  impl_->with(fid, [m = impl_.get()](impl::follower& f) {
     if (!f.paused)
       return;
     f.paused = false;
     if (!f.reading)
-      m.read_next(f);
+      m->read_next(f);
   });
 }
 
 void log_hub::finish(id fid) {
-  auto& m = *impl_;
-  m.post([&m, fid] {
-    auto it = m.followers.find(fid);
-    if (it == m.followers.end() || it->second->dropped)
-      return;
-    auto& f = *it->second;
+  impl_->with(fid, [m = impl_.get()](impl::follower& f) {
     f.finishing = true;
     if (f.waiting && !f.paused)
-      m.read_next(f);
+      m->read_next(f);
   });
 }
 
 void log_hub::cancel(id fid) {
-  auto& m = *impl_;
-  m.post([&m, fid] {
-    auto it = m.followers.find(fid);
-    if (it == m.followers.end() || it->second->dropped)
-      return;
-    auto& f = *it->second;
+  impl_->with(fid, [m = impl_.get()](impl::follower& f) {
     f.dropped = true;
     if (!f.reading)
-      m.forget(f);
+      m->forget(f);
   });
 }
 

@@ -102,7 +102,7 @@ class GoClientTest(DaemonTest):
         self.assertEqual(reply["parameters"]["method"], "NoSuchMethod")
 
     def test_call_not_implemented(self):
-        r = self.go("call", "io.podman.ListContainers")
+        r = self.go("call", "io.podman.ListPods")
         self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
         (reply,) = self.lines(r)
         self.assertEqual(reply["error"], SVC + ".MethodNotImplemented")
@@ -366,7 +366,7 @@ class CliTest(DaemonTest):
         self.assertEqual(json.loads(r.stdout)["remote_api_version"], 1)
 
     def test_call_not_implemented(self):
-        r = self.berth("call", "io.podman.ListContainers")
+        r = self.berth("call", "io.podman.ListPods")
         self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
         self.assertIn(SVC + ".MethodNotImplemented", r.stderr)
         self.assertEqual(r.stdout, "")

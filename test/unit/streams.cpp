@@ -16,8 +16,8 @@
 #include <atomic>
 #include <cctype>
 #include <chrono>
-#include <cstdio>
 #include <condition_variable>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <future>
@@ -52,7 +52,7 @@ size_t kernel_slack() {
   return 2 * wmem_max;
 }
 
-// --- a test interface ---------------------------------------------------------
+// --- a test interface --------------------------------------------------------
 
 // Stream(bytes, chunk, on_loop) streams `bytes` of payload in messages of
 // `chunk` bytes; Echo() upgrades to a duplex phase that echoes upper case.
@@ -68,12 +68,14 @@ rpc::call_ptr decode_stream(const simdjson::dom::element* params,
   if (!params)
     return c;
   for (auto [key, value] : params->get_object()) {
-    bool ok = key == "bytes"   ? value.get(c->in.bytes) == simdjson::SUCCESS
-              : key == "chunk" ? value.get(c->in.chunk) == simdjson::SUCCESS
-              : key == "on_loop"
-                  ? value.get(c->in.on_loop) == simdjson::SUCCESS
-                  : false;
-    if (!ok) {
+    auto e = simdjson::INCORRECT_TYPE;
+    if (key == "bytes")
+      e = value.get(c->in.bytes);
+    else if (key == "chunk")
+      e = value.get(c->in.chunk);
+    else if (key == "on_loop")
+      e = value.get(c->in.on_loop);
+    if (e != simdjson::SUCCESS) {
       err.field = std::string{key};
       return nullptr;
     }
@@ -100,7 +102,7 @@ const std::array<rpc::method_info, 2> test_methods{{
 const rpc::interface_info test_iface{"org.berth.streamtest", test_description,
                                      test_methods};
 
-// --- producers of `more` streams ------------------------------------------------
+// --- producers of `more` streams ---------------------------------------------
 
 constexpr size_t stream_limit = 1u << 20;
 constexpr size_t stream_low_water = 256u << 10;
@@ -215,7 +217,7 @@ struct loop_producer : std::enable_shared_from_this<loop_producer> {
   }
 };
 
-// --- the duplex peer ----------------------------------------------------------
+// --- the duplex peer ---------------------------------------------------------
 
 constexpr size_t echo_limit = 512u << 10;
 constexpr size_t echo_low_water = 128u << 10;
@@ -312,7 +314,7 @@ private:
   bool paused_ = false;
 };
 
-// --- the server under test ----------------------------------------------------
+// --- the server under test ---------------------------------------------------
 
 // A varlink server with the test interface on a loop thread of its own.
 class test_server {
@@ -421,7 +423,7 @@ private:
   std::vector<std::thread> producers_; // touched on the loop thread only
 };
 
-// --- client helpers -----------------------------------------------------------
+// --- client helpers ----------------------------------------------------------
 
 std::string stream_params(int64_t bytes, int64_t chunk, bool on_loop) {
   return "{\"bytes\":" + std::to_string(bytes) +
@@ -487,7 +489,7 @@ void check_other_connection(test_server& srv) {
 
 } // namespace
 
-// --- backpressure -------------------------------------------------------------
+// --- backpressure ------------------------------------------------------------
 
 BOOST_AUTO_TEST_CASE(a_stalled_reader_bounds_the_backlog_of_a_thread) {
   test_server srv;
@@ -571,7 +573,7 @@ BOOST_AUTO_TEST_CASE(later_calls_wait_for_the_stream_and_then_run) {
   BOOST_TEST(!r.continues);
 }
 
-// --- duplex upgrade -----------------------------------------------------------
+// --- duplex upgrade ----------------------------------------------------------
 
 BOOST_AUTO_TEST_CASE(pipelined_bytes_reach_the_peer_first) {
   test_server srv;
