@@ -535,6 +535,12 @@ public:
   /// The container's process is gone and the runtime cleaned up: record
   /// the code, then tell whoever waited.
   void finish(int64_t code) {
+    announce_exit(code);
+    after_exit();
+  }
+
+  /// Records how the process ended and tells whoever waits for it.
+  void announce_exit(int64_t code) {
     f_.rec.state = container_state::exited;
     f_.rec.exit_code = code;
     f_.rec.finished = now_ns();
@@ -551,6 +557,11 @@ public:
       c->reply(podman::StopContainer_out{f_.rec.id});
     for (auto& c : std::exchange(waiters_, {}))
       c->reply(podman::WaitContainer_out{code});
+  }
+
+  /// Once the runtime's remains are cleaned up: a restart or a removal
+  /// that waited for the exit.
+  void after_exit() {
     if (!restarters_.empty()) {
       auto callers = std::exchange(restarters_, {});
       return start([this, callers](bool ok, const std::string& err) {
@@ -562,31 +573,34 @@ public:
       remove_now();
   }
 
-  /// conmon wrote the exit file.
+  /// conmon wrote the exit file. The code is recorded and announced at
+  /// once; deleting the runtime's state and unmounting follow (a crash in
+  /// between is cleaned up at the next start, see catalog::recover).
   void on_exit() {
     if (!state_is_live(f_.rec.state) &&
         f_.rec.state != container_state::stopped) {
       ctx_->oci->forget_exit(f_.rec.id);
       return;
     }
-    auto ctx = ctx_;
     auto id = f_.rec.id;
+    auto code = ctx_->oci->exit_code(id);
+    int64_t status = code ? *code : -1;
+    if (!code)
+      log()->warn("container {} ended without an exit code", id);
+    // runc reports a failed exec of the command (a script without its
+    // interpreter, a binary for another machine) only as an exit of 1 and
+    // a line in the log; that is a command that could not be run: 126 or
+    // 127, as for failures it finds before.
+    if (auto failed = runtime::exec_failure(int(status), f_.log_path))
+      status = runtime::failure_exit_code(*failed);
+    log()->info("container {} exited with {}", id, status);
+    announce_exit(status);
+    auto ctx = ctx_;
     auto merged = f_.merged;
-    auto log_path = f_.log_path;
     auto shm = shm_dir();
     bool keep_mount = f_.rec.mounted;
     job(
-        [=](job_result& r) {
-          auto code = ctx->oci->exit_code(id);
-          r.code = code ? *code : -1;
-          if (!code)
-            log()->warn("container {} ended without an exit code", id);
-          // runc reports a failed exec of the command (a script without
-          // its interpreter, a binary for another machine) only as an exit
-          // of 1 and a line in the log; that is a command that could not
-          // be run: 126 or 127, as for failures it finds before.
-          if (auto failed = runtime::exec_failure(int(r.code), log_path))
-            r.code = runtime::failure_exit_code(*failed);
+        [=](job_result&) {
           std::string ignored;
           if (!ctx->oci->remove(id, true, ignored))
             log()->warn("deleting container {}: {}", id, ignored);
@@ -596,10 +610,7 @@ public:
             log()->warn("unmounting {}: {}", shm, ignored);
           ctx->oci->forget_exit(id);
         },
-        [this](const job_result& r) {
-          log()->info("container {} exited with {}", f_.rec.id, r.code);
-          finish(r.code);
-        });
+        [this](const job_result&) { after_exit(); });
   }
 
   // -- removal -------------------------------------------------------------
@@ -1449,6 +1460,20 @@ public:
           runtime::unmount(shm, ignored);
         }
         ctx_->oci->forget_exit(rec.id);
+      } else if (rec.state == container_state::exited ||
+                 rec.state == container_state::stopped) {
+        // The exit was recorded; its clean-up may not have happened.
+        std::string ignored;
+        std::error_code ec;
+        if (fs::exists(ctx_->oci->paths().runtime_root + "/" + rec.id, ec) ||
+            ctx_->oci->exit_code(rec.id)) {
+          ctx_->oci->remove(rec.id, true, ignored);
+          if (!rec.mounted)
+            runtime::unmount(merged, ignored);
+          runtime::unmount(shm, ignored);
+          ctx_->oci->forget_exit(rec.id);
+        }
+        rec.state = container_state::exited;
       } else if (state_is_live(rec.state)) {
         check_exit = true;
         if (!ctx_->oci->exit_code(rec.id) && !alive(rec.conmon_pid)) {
