@@ -394,12 +394,6 @@ bool collect_output(int fd, int pidfd, std::chrono::milliseconds timeout,
 
 } // namespace
 
-void unique_fd::reset(int fd) {
-  if (fd_ >= 0)
-    ::close(fd_);
-  fd_ = fd;
-}
-
 int decode_wait_status(int status) {
   if (WIFEXITED(status))
     return WEXITSTATUS(status);

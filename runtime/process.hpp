@@ -2,6 +2,8 @@
 // collecting exit statuses, so that no child is lost and none stays a zombie.
 #pragma once
 
+#include "protocol/unique_fd.hpp"
+
 #include <chrono>
 #include <string>
 #include <sys/types.h>
@@ -10,24 +12,7 @@
 
 namespace berth::runtime {
 
-/// An owned file descriptor, closed when dropped.
-class unique_fd {
-public:
-  explicit unique_fd(int fd = -1) : fd_{fd} {}
-  unique_fd(unique_fd&& other) noexcept : fd_{std::exchange(other.fd_, -1)} {}
-  unique_fd& operator=(unique_fd&& other) noexcept {
-    reset(std::exchange(other.fd_, -1));
-    return *this;
-  }
-  unique_fd(const unique_fd&) = delete;
-  unique_fd& operator=(const unique_fd&) = delete;
-  ~unique_fd() { reset(); }
-  int get() const { return fd_; }
-  void reset(int fd = -1);
-
-private:
-  int fd_;
-};
+using berth::unique_fd;
 
 /// Call once, early in main() BEFORE any thread starts: makes the daemon a
 /// child subreaper, blocks SIGCHLD in the calling thread (and so in every

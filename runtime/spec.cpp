@@ -45,6 +45,26 @@ std::string quoted(std::string_view s) {
   return "\"" + std::string{s} + "\"";
 }
 
+// Refuses a request: `err` becomes "invalid FIELD SHOWN: WHY".
+bool refuse(std::string& err, std::string_view field, std::string_view shown,
+            std::string_view why) {
+  err = "invalid ";
+  err.append(field).append(" ").append(shown).append(": ").append(why);
+  return false;
+}
+
+// As refuse, showing the text `value` quoted.
+bool fail_text(std::string& err, std::string_view field, std::string_view value,
+               std::string_view why) {
+  return refuse(err, field, quoted(value), why);
+}
+
+// As refuse, showing the number `v`.
+bool fail_value(std::string& err, std::string_view field, int64_t v,
+                std::string_view why) {
+  return refuse(err, field, std::to_string(v), why);
+}
+
 std::vector<std::string> split(std::string_view s, char sep) {
   std::vector<std::string> out;
   for (size_t start = 0;;) {
@@ -56,20 +76,22 @@ std::vector<std::string> split(std::string_view s, char sep) {
   }
 }
 
-std::string upper(std::string_view s) {
+// `s` with the ASCII letters from `from` on turned into those from `to` on
+// ('a', 'A': upper case), whatever the locale.
+std::string recase(std::string_view s, char from, char to) {
   std::string out{s};
   for (auto& ch : out)
-    if (ch >= 'a' && ch <= 'z')
-      ch = static_cast<char>(ch - 'a' + 'A');
+    if (ch >= from && ch <= from + 25)
+      ch = static_cast<char>(ch - from + to);
   return out;
 }
 
+std::string upper(std::string_view s) {
+  return recase(s, 'a', 'A');
+}
+
 std::string lower(std::string_view s) {
-  std::string out{s};
-  for (auto& ch : out)
-    if (ch >= 'A' && ch <= 'Z')
-      ch = static_cast<char>(ch - 'A' + 'a');
-  return out;
+  return recase(s, 'A', 'a');
 }
 
 template <class T>
@@ -306,10 +328,8 @@ bool plan_args(const podman::Create& c, const image_defaults& img,
     return false;
   }
   for (const auto& a : args)
-    if (has_nul(a)) {
-      err = "invalid command argument " + quoted(a) + ": contains a NUL byte";
-      return false;
-    }
+    if (has_nul(a))
+      return fail_text(err, "command argument", a, "contains a NUL byte");
   out.args = std::move(args);
   return true;
 }
@@ -353,11 +373,9 @@ bool plan_env(const podman::Create& c, const image_defaults& img,
 
   for (const auto& [key, value] : c.env) {
     if (key.empty() || key.find('=') != std::string::npos || has_nul(key) ||
-        has_nul(value)) {
-      err = "invalid env " + quoted(key + "=" + value) +
-            ": a name must be non-empty, without \"=\" and NUL bytes";
-      return false;
-    }
+        has_nul(value))
+      return fail_text(err, "env", key + "=" + value,
+                       "a name must be non-empty, without \"=\" and NUL bytes");
     set_env(env, key, value);
   }
   return true;
@@ -367,11 +385,8 @@ bool plan_work_dir(const podman::Create& c, const image_defaults& img,
                    container_plan& out, std::string& err) {
   if (!c.work_dir.empty()) {
     out.work_dir = c.work_dir;
-    if (out.work_dir[0] != '/' || has_nul(out.work_dir)) {
-      err = "invalid work_dir " + quoted(c.work_dir) +
-            ": must be an absolute path";
-      return false;
-    }
+    if (out.work_dir[0] != '/' || has_nul(out.work_dir))
+      return fail_text(err, "work_dir", c.work_dir, "must be an absolute path");
   } else if (!img.working_dir.empty()) {
     out.work_dir =
         img.working_dir[0] == '/' ? img.working_dir : "/" + img.working_dir;
@@ -392,18 +407,14 @@ bool plan_user(const podman::Create& c, const image_defaults& img,
   if (!out.user.empty()) {
     auto parts = split(out.user, ':');
     if (parts.size() > 2 ||
-        !std::all_of(parts.begin(), parts.end(), valid_user_part)) {
-      err = "invalid user " + quoted(out.user) +
-            ": want name, uid, name:group or uid:gid";
-      return false;
-    }
+        !std::all_of(parts.begin(), parts.end(), valid_user_part))
+      return fail_text(err, "user", out.user,
+                       "want name, uid, name:group or uid:gid");
   }
   for (const auto& g : c.group_add)
-    if (!valid_user_part(g)) {
-      err = "invalid group_add entry " + quoted(g) +
-            ": want a group name or number";
-      return false;
-    }
+    if (!valid_user_part(g))
+      return fail_text(err, "group_add entry", g,
+                       "want a group name or number");
   out.group_add = c.group_add;
   return true;
 }
@@ -420,9 +431,7 @@ bool parse_ns(const char* field, const std::string& v, ns_choice& out,
   } else if (v.starts_with("container:") && v.size() > 10) {
     out = {ns_mode::container, v.substr(10)};
   } else {
-    err = std::string{"invalid "} + field + " " + quoted(v) +
-          ": use \"\", \"host\" or \"container:<id>\"";
-    return false;
+    return fail_text(err, field, v, "use \"\", \"host\" or \"container:<id>\"");
   }
   return true;
 }
@@ -488,11 +497,9 @@ bool plan_namespaces(const podman::Create& c, container_plan& out,
   }
 
   if (!c.hostname.empty()) {
-    if (!valid_hostname(c.hostname)) {
-      err = "invalid hostname " + quoted(c.hostname) +
-            ": up to 64 letters, digits, \"-\" and \".\"";
-      return false;
-    }
+    if (!valid_hostname(c.hostname))
+      return fail_text(err, "hostname", c.hostname,
+                       "up to 64 letters, digits, \"-\" and \".\"");
     if (out.uts.mode != ns_mode::private_) {
       err = "hostname " + quoted(c.hostname) +
             ": cannot be set without a UTS namespace of its own (uts_mode " +
@@ -530,8 +537,7 @@ bool volume_option(const std::string& opt, std::string& rw,
 bool plan_volume(const std::string& v, container_plan& out, std::string& err) {
   auto parts = split(v, ':');
   auto bad = [&](const std::string& why) {
-    err = "invalid volume " + quoted(v) + ": " + why;
-    return false;
+    return fail_text(err, "volume", v, why);
   };
   if (parts.size() == 1)
     return bad("anonymous volumes are not supported yet: give "
@@ -590,17 +596,13 @@ bool valid_tmpfs_option(const std::string& opt) {
 bool plan_tmpfs(const std::string& t, container_plan& out, std::string& err) {
   auto colon = t.find(':');
   std::string dst = t.substr(0, colon);
-  if (!clean_absolute(dst) || dst == "/") {
-    err = "invalid tmpfs " + quoted(t) +
-          ": the destination must be an absolute path other than /";
-    return false;
-  }
+  if (!clean_absolute(dst) || dst == "/")
+    return fail_text(err, "tmpfs", t,
+                     "the destination must be an absolute path other than /");
   if (colon != std::string::npos)
     for (const auto& opt : split(t.substr(colon + 1), ','))
-      if (!valid_tmpfs_option(opt)) {
-        err = "invalid tmpfs " + quoted(t) + ": unknown option " + quoted(opt);
-        return false;
-      }
+      if (!valid_tmpfs_option(opt))
+        return fail_text(err, "tmpfs", t, "unknown option " + quoted(opt));
   out.tmpfs.push_back(t);
   return true;
 }
@@ -652,8 +654,7 @@ bool valid_permissions(std::string_view p) {
 bool plan_device(const std::string& d, container_plan& out, std::string& err) {
   auto parts = split(d, ':');
   auto bad = [&](const std::string& why) {
-    err = "invalid device " + quoted(d) + ": " + why;
-    return false;
+    return fail_text(err, "device", d, why);
   };
   if (parts.size() > 3)
     return bad("want \"/dev/host[:/dev/container][:rwm]\"");
@@ -687,8 +688,7 @@ bool plan_sysctls(const podman::Create& c, container_plan& out,
                   std::string& err) {
   for (const auto& [key, value] : c.sys_ctl) {
     auto bad = [&, &key = key](const std::string& why) {
-      err = "invalid sys_ctl " + quoted(key) + ": " + why;
-      return false;
+      return fail_text(err, "sys_ctl", key, why);
     };
     if (value.empty() || value.find('\n') != std::string::npos ||
         has_nul(value))
@@ -748,8 +748,7 @@ void set_rlimit(std::vector<rlimit_setting>& limits, rlimit_setting r) {
 
 bool plan_ulimit(const std::string& u, container_plan& out, std::string& err) {
   auto bad = [&](const std::string& why) {
-    err = "invalid ulimit " + quoted(u) + ": " + why;
-    return false;
+    return fail_text(err, "ulimit", u, why);
   };
   auto eq = u.find('=');
   if (eq == std::string::npos)
@@ -800,16 +799,12 @@ bool block_device(const std::string& field, const std::string& entry,
                   const std::string& path, blkio_device& out,
                   std::string& err) {
   struct stat st;
-  if (stat(path.c_str(), &st) != 0) {
-    err = "invalid " + field + " " + quoted(entry) + ": " + quoted(path) +
-          ": " + errno_text(errno);
-    return false;
-  }
-  if (!S_ISBLK(st.st_mode)) {
-    err = "invalid " + field + " " + quoted(entry) + ": " + quoted(path) +
-          " is not a block device";
-    return false;
-  }
+  if (stat(path.c_str(), &st) != 0)
+    return fail_text(err, field, entry,
+                     quoted(path) + ": " + errno_text(errno));
+  if (!S_ISBLK(st.st_mode))
+    return fail_text(err, field, entry,
+                     quoted(path) + " is not a block device");
   out.major = major(st.st_rdev);
   out.minor = minor(st.st_rdev);
   return true;
@@ -824,22 +819,20 @@ bool plan_blkio_list(const std::string& field,
   for (const auto& e : entries) {
     std::string path, value;
     blkio_device d;
-    if (!split_device_value(e, path, value)) {
-      err = "invalid " + field + " " + quoted(e) + ": want \"/dev/x:value\"";
-      return false;
-    }
+    if (!split_device_value(e, path, value))
+      return fail_text(err, field, e, "want \"/dev/x:value\"");
     int64_t n = 0;
     bool ok =
         kind == "bps" ? parse_size(value, 1024, n) : parse_number(value, n);
     if (kind == "weight")
       ok = ok && n >= 10 && n <= 1000;
-    if (!ok || n < 0) {
-      err = "invalid " + field + " " + quoted(e) + ": " + quoted(value) +
-            (kind == "weight" ? " is not a weight from 10 to 1000"
-             : kind == "bps"  ? " is not a rate in bytes (e.g. 1mb)"
-                              : " is not a number of operations");
-      return false;
-    }
+    if (!ok || n < 0)
+      return fail_text(
+          err, field, e,
+          quoted(value) + (kind == "weight" ? " is not a weight from 10 to 1000"
+                           : kind == "bps"
+                               ? " is not a rate in bytes (e.g. 1mb)"
+                               : " is not a number of operations"));
     if (!block_device(field, e, path, d, err))
       return false;
     d.value = static_cast<uint64_t>(n);
@@ -863,12 +856,6 @@ bool valid_cpuset(const std::string& s) {
     }
   }
   return true;
-}
-
-bool fail_value(std::string& err, const char* field, int64_t v,
-                const std::string& why) {
-  err = std::string{"invalid "} + field + " " + std::to_string(v) + ": " + why;
-  return false;
 }
 
 constexpr int64_t min_memory = 4 << 20;
@@ -920,10 +907,8 @@ bool plan_cpu(const podman::CreateResourceConfig& r, resource_limits& out,
       (r.cpu_rt_period > 0 && r.cpu_rt_runtime > r.cpu_rt_period))
     return fail_value(err, "cpu_rt_runtime", r.cpu_rt_runtime,
                       "must be from 0 to cpu_rt_period");
-  if (!std::isfinite(r.cpus) || r.cpus < 0 || (r.cpus > 0 && r.cpus < 0.01)) {
-    err = "invalid cpus " + std::to_string(r.cpus) + ": must be at least 0.01";
-    return false;
-  }
+  if (!std::isfinite(r.cpus) || r.cpus < 0 || (r.cpus > 0 && r.cpus < 0.01))
+    return refuse(err, "cpus", std::to_string(r.cpus), "must be at least 0.01");
   if (r.cpus > 0 && (r.cpu_period != 0 || r.cpu_quota != 0)) {
     err = "cpus conflicts with cpu_period and cpu_quota: give one or the "
           "other";
@@ -931,11 +916,8 @@ bool plan_cpu(const podman::CreateResourceConfig& r, resource_limits& out,
   }
   for (auto [field, value] : {std::pair{"cpuset_cpus", &r.cpuset_cpus},
                               std::pair{"cpuset_mems", &r.cpuset_mems}})
-    if (!value->empty() && !valid_cpuset(*value)) {
-      err = std::string{"invalid "} + field + " " + quoted(*value) +
-            ": want a list like \"0-3,5\"";
-      return false;
-    }
+    if (!value->empty() && !valid_cpuset(*value))
+      return fail_text(err, field, *value, "want a list like \"0-3,5\"");
 
   out.cpu_shares = static_cast<uint64_t>(r.cpu_shares);
   out.cpu_period = static_cast<uint64_t>(r.cpu_period);
@@ -992,26 +974,20 @@ bool plan_resources(const podman::Create& c, container_plan& out,
 
 bool plan_dns(const podman::Create& c, container_plan& out, std::string& err) {
   for (const auto& s : c.dns_servers)
-    if (!is_ip(s)) {
-      err = "invalid dns_servers entry " + quoted(s) + ": not an IP address";
-      return false;
-    }
+    if (!is_ip(s))
+      return fail_text(err, "dns_servers entry", s, "not an IP address");
   for (auto [field, list] : {std::pair{"dns_search", &c.dns_search},
                              std::pair{"dns_opt", &c.dns_opt}})
     for (const auto& s : *list)
-      if (s.empty() || has_space(s) || has_nul(s)) {
-        err = std::string{"invalid "} + field + " entry " + quoted(s) +
-              ": must be one word";
-        return false;
-      }
+      if (s.empty() || has_space(s) || has_nul(s))
+        return fail_text(err, std::string{field} + " entry", s,
+                         "must be one word");
   for (const auto& h : c.host_add) {
     auto colon = h.find(':');
     std::string name = h.substr(0, colon);
     std::string ip = colon == std::string::npos ? "" : h.substr(colon + 1);
-    if (name.empty() || has_space(name) || has_nul(name) || !is_ip(ip)) {
-      err = "invalid host_add entry " + quoted(h) + ": want \"name:ip\"";
-      return false;
-    }
+    if (name.empty() || has_space(name) || has_nul(name) || !is_ip(ip))
+      return fail_text(err, "host_add entry", h, "want \"name:ip\"");
     out.hosts.emplace_back(name, ip);
   }
   out.dns_servers = c.dns_servers;
@@ -1069,20 +1045,17 @@ bool plan_logging(const podman::Create& c, container_plan& out,
   }
   for (const auto& opt : c.log_driver_opt) {
     int64_t size = 0;
-    if (!opt.starts_with("max-size=")) {
-      err = "invalid log_driver_opt " + quoted(opt) +
-            ": only max-size=N[k|m|g] is supported";
-      return false;
-    }
+    if (!opt.starts_with("max-size="))
+      return fail_text(err, "log_driver_opt", opt,
+                       "only max-size=N[k|m|g] is supported");
     auto value = opt.substr(9);
     if (value == "-1") {
       out.log_max_size = -1;
     } else if (parse_size(value, 1000, size) && size > 0) {
       out.log_max_size = size;
     } else {
-      err = "invalid log_driver_opt " + quoted(opt) +
-            ": the size must be a positive number with k, m or g";
-      return false;
+      return fail_text(err, "log_driver_opt", opt,
+                       "the size must be a positive number with k, m or g");
     }
   }
   return true;
@@ -1090,11 +1063,9 @@ bool plan_logging(const podman::Create& c, container_plan& out,
 
 bool plan_stop(const podman::Create& c, const image_defaults& img,
                container_plan& out, std::string& err) {
-  if (c.stop_signal < 0 || c.stop_signal > rt_max) {
-    err = "invalid stop_signal " + std::to_string(c.stop_signal) +
-          ": must be from 1 to 64";
-    return false;
-  }
+  if (c.stop_signal < 0 || c.stop_signal > rt_max)
+    return fail_value(err, "stop_signal", c.stop_signal,
+                      "must be from 1 to 64");
   if (c.stop_signal > 0) {
     out.stop_signal = static_cast<int>(c.stop_signal);
   } else if (!img.stop_signal.empty()) {
@@ -1107,11 +1078,9 @@ bool plan_stop(const podman::Create& c, const image_defaults& img,
   } else {
     out.stop_signal = SIGTERM;
   }
-  if (c.stop_timeout < 0 || c.stop_timeout > UINT_MAX) {
-    err = "invalid stop_timeout " + std::to_string(c.stop_timeout) +
-          ": must be a positive number of seconds";
-    return false;
-  }
+  if (c.stop_timeout < 0 || c.stop_timeout > UINT_MAX)
+    return fail_value(err, "stop_timeout", c.stop_timeout,
+                      "must be a positive number of seconds");
   out.stop_timeout =
       c.stop_timeout > 0 ? static_cast<unsigned>(c.stop_timeout) : 10;
   return true;
@@ -1136,18 +1105,14 @@ bool plan_misc(const podman::Create& c, container_plan& out, std::string& err) {
   struct stat st;
   if (c.init && !c.init_path.empty() &&
       (c.init_path[0] != '/' || stat(c.init_path.c_str(), &st) != 0 ||
-       !S_ISREG(st.st_mode))) {
-    err = "invalid init_path " + quoted(c.init_path) +
-          ": must be an absolute path to an existing program";
-    return false;
-  }
+       !S_ISREG(st.st_mode)))
+    return fail_text(err, "init_path", c.init_path,
+                     "must be an absolute path to an existing program");
 
   out.cgroup_parent = c.cgroup_parent;
-  if (!out.cgroup_parent.empty() && !clean_absolute(out.cgroup_parent)) {
-    err = "invalid cgroup_parent " + quoted(c.cgroup_parent) +
-          ": must be an absolute path without \"..\"";
-    return false;
-  }
+  if (!out.cgroup_parent.empty() && !clean_absolute(out.cgroup_parent))
+    return fail_text(err, "cgroup_parent", c.cgroup_parent,
+                     "must be an absolute path without \"..\"");
   return true;
 }
 
@@ -1550,6 +1515,22 @@ void write_u64(writer& w, uint64_t v) {
   w.value(json::raw{std::to_string(v)});
 }
 
+// `key`: an array of one object per item of `items`, whose members
+// `write_members(item)` writes.
+template <class List, class Members>
+void write_objects(writer& w, const char* key, const List& items,
+                   Members write_members) {
+  w.key(key);
+  w.begin_array();
+  for (const auto& item : items) {
+    w.element();
+    w.begin_object();
+    write_members(item);
+    w.end_object();
+  }
+  w.end_array();
+}
+
 struct mount_entry {
   std::string destination, type, source;
   std::vector<std::string> options;
@@ -1731,20 +1712,14 @@ void write_process(writer& w, const container_plan& p,
   }
   w.end_object();
 
-  w.key("rlimits");
-  w.begin_array();
-  for (const auto& r : rlimits) {
-    w.element();
-    w.begin_object();
+  write_objects(w, "rlimits", rlimits, [&](const rlimit_setting& r) {
     w.key("type");
     w.value(r.type);
     w.key("hard");
     write_u64(w, r.hard);
     w.key("soft");
     write_u64(w, r.soft);
-    w.end_object();
-  }
-  w.end_array();
+  });
   w.key("noNewPrivileges");
   w.value(p.no_new_privs);
   if (p.oom_score_adj != 0) {
@@ -1754,25 +1729,24 @@ void write_process(writer& w, const container_plan& p,
   w.end_object();
 }
 
+// The device numbers of a device node, a device rule or a block device.
+void write_device_numbers(writer& w, int64_t major, int64_t minor) {
+  w.key("major");
+  w.value(major);
+  w.key("minor");
+  w.value(minor);
+}
+
 void write_blkio_list(writer& w, const char* key,
                       const std::vector<blkio_device>& list,
                       const char* value_key) {
   if (list.empty())
     return;
-  w.key(key);
-  w.begin_array();
-  for (const auto& d : list) {
-    w.element();
-    w.begin_object();
-    w.key("major");
-    w.value(d.major);
-    w.key("minor");
-    w.value(d.minor);
+  write_objects(w, key, list, [&](const blkio_device& d) {
+    write_device_numbers(w, d.major, d.minor);
     w.key(value_key);
     write_u64(w, d.value);
-    w.end_object();
-  }
-  w.end_array();
+  });
 }
 
 void write_device_rules(writer& w, const container_plan& p) {
@@ -1793,10 +1767,7 @@ void write_device_rules(writer& w, const container_plan& p) {
       w.value(true);
       w.key("type");
       w.value(std::string(1, d.type));
-      w.key("major");
-      w.value(d.major);
-      w.key("minor");
-      w.value(d.minor);
+      write_device_numbers(w, d.major, d.minor);
       w.key("access");
       w.value(d.access);
       w.end_object();
@@ -1893,28 +1864,19 @@ void write_resources(writer& w, const container_plan& p) {
 }
 
 void write_devices(writer& w, const std::vector<device_node>& devices) {
-  w.key("devices");
-  w.begin_array();
-  for (const auto& d : devices) {
-    w.element();
-    w.begin_object();
+  write_objects(w, "devices", devices, [&](const device_node& d) {
     w.key("path");
     w.value(d.path);
     w.key("type");
     w.value(std::string(1, d.type));
-    w.key("major");
-    w.value(d.major);
-    w.key("minor");
-    w.value(d.minor);
+    write_device_numbers(w, d.major, d.minor);
     w.key("fileMode");
     w.value(int64_t{d.file_mode});
     w.key("uid");
     w.value(int64_t{d.uid});
     w.key("gid");
     w.value(int64_t{d.gid});
-    w.end_object();
-  }
-  w.end_array();
+  });
 }
 
 // A namespace entry: omitted for the host's, a path for a joined one.

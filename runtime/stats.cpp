@@ -1,5 +1,7 @@
 #include "runtime/stats.hpp"
 
+#include "runtime/text_files.hpp"
+
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
@@ -45,51 +47,9 @@ scratch& thread_scratch() {
   return s;
 }
 
-// Reads a whole file into `buf`, reusing its capacity. False with errno set
-// when it cannot be opened or read.
-bool slurp(const char* path, std::string& buf) {
-  int fd = ::open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return false;
-  if (buf.capacity() < 4096)
-    buf.reserve(4096);
-  size_t used = 0;
-  for (;;) {
-    buf.resize(buf.capacity());
-    ssize_t n = ::read(fd, buf.data() + used, buf.size() - used);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n < 0) {
-      int e = errno;
-      ::close(fd);
-      errno = e;
-      buf.clear();
-      return false;
-    }
-    if (n == 0)
-      break;
-    used += static_cast<size_t>(n);
-    if (used == buf.size())
-      buf.reserve(buf.size() * 2);
-  }
-  buf.resize(used);
-  ::close(fd);
-  return true;
-}
-
-bool is_space(char c) {
-  return c == ' ' || c == '\t' || c == '\n';
-}
-
-std::string_view trim_left(std::string_view s) {
-  while (!s.empty() && is_space(s.front()))
-    s.remove_prefix(1);
-  return s;
-}
-
 // The decimal number at the start of `s` (after blanks); "max" is unlimited.
 uint64_t parse_u64(std::string_view s) {
-  s = trim_left(s);
+  s = skip_blanks(s);
   if (s.starts_with("max"))
     return unlimited;
   uint64_t v = 0;
@@ -102,25 +62,6 @@ uint64_t parse_u64(std::string_view s) {
     v = v * 10 + d;
   }
   return v;
-}
-
-// Splits off the next line of `text` (without its newline).
-std::string_view next_line(std::string_view& text) {
-  size_t eol = text.find('\n');
-  std::string_view line = text.substr(0, eol);
-  text.remove_prefix(eol == std::string_view::npos ? text.size() : eol + 1);
-  return line;
-}
-
-// Splits off the next blank-separated word of `s`.
-std::string_view next_word(std::string_view& s) {
-  s = trim_left(s);
-  size_t end = 0;
-  while (end < s.size() && !is_space(s[end]))
-    ++end;
-  std::string_view word = s.substr(0, end);
-  s.remove_prefix(end);
-  return word;
 }
 
 // mountinfo escapes blanks, newlines and backslashes in paths as \ooo.
@@ -143,8 +84,8 @@ std::string unescape(std::string_view s) {
 bool has_item(std::string_view list, std::string_view word, char sep) {
   for (;;) {
     size_t end = list.find(sep);
-    std::string_view item = trim_left(list.substr(0, end));
-    while (!item.empty() && is_space(item.back()))
+    std::string_view item = skip_blanks(list.substr(0, end));
+    while (!item.empty() && is_blank(item.back()))
       item.remove_suffix(1);
     if (item == word)
       return true;
@@ -189,7 +130,7 @@ hierarchies find_hierarchies() {
   hierarchies h;
   hierarchy unified;
   std::string text;
-  if (slurp("/proc/self/mountinfo", text)) {
+  if (read_text_file("/proc/self/mountinfo", text)) {
     std::string_view rest = text;
     while (!rest.empty())
       note_mount(next_line(rest), h, unified);
@@ -198,7 +139,7 @@ hierarchies find_hierarchies() {
   // Controllers not mounted as v1 come from cgroup2, when it has them.
   if (!unified.mount.empty()) {
     std::string controllers;
-    slurp((unified.mount + "/cgroup.controllers").c_str(), controllers);
+    read_text_file(unified.mount + "/cgroup.controllers", controllers);
     if (h.cpu.mount.empty())
       h.cpu = unified;
     if (h.memory.mount.empty() && has_item(controllers, "memory", ' '))
@@ -225,7 +166,7 @@ const hierarchies& mounts() {
 uint64_t host_memory() {
   static const uint64_t total = [] {
     std::string text;
-    if (!slurp("/proc/meminfo", text))
+    if (!read_text_file("/proc/meminfo", text))
       return uint64_t{0};
     return keyed_value(text, "MemTotal:") * 1024;
   }();
@@ -259,7 +200,7 @@ void cgroup_file(const hierarchy& h, std::string_view cgroups_path,
 bool read_cgroup_file(const hierarchy& h, std::string_view cgroups_path,
                       const char* name, scratch& s) {
   cgroup_file(h, cgroups_path, name, s.path);
-  return slurp(s.path.c_str(), s.text);
+  return read_text_file(s.path.c_str(), s.text);
 }
 
 // As read_cgroup_file, but a missing file reads as empty.
@@ -369,7 +310,7 @@ bool read_net(pid_t pid, cgroup_stats& out, scratch& s) {
     return true;
   s.path.resize(base);
   s.path += "/net/dev";
-  if (!slurp(s.path.c_str(), s.text))
+  if (!read_text_file(s.path.c_str(), s.text))
     return false;
   sum_net_dev(s.text, out.net_rx, out.net_tx);
   return true;
@@ -385,9 +326,9 @@ bool whole_disk(dev_t dev, std::string& out) {
     out = sys.substr(sizeof "/sys/dev/block/" - 1);
     return true;
   }
-  if (!slurp((sys + "/../dev").c_str(), text))
+  if (!read_text_file(sys + "/../dev", text))
     return false;
-  while (!text.empty() && is_space(text.back()))
+  while (!text.empty() && is_blank(text.back()))
     text.pop_back();
   out = text;
   return true;
@@ -475,7 +416,7 @@ void sum_net_dev(std::string_view text, uint64_t& rx, uint64_t& tx) {
     size_t colon = line.find(':');
     if (colon == std::string_view::npos)
       continue; // the two header lines
-    std::string_view name = trim_left(line.substr(0, colon));
+    std::string_view name = skip_blanks(line.substr(0, colon));
     if (name == "lo")
       continue;
     // 8 receive columns, bytes first, then 8 transmit columns.

@@ -1,6 +1,7 @@
 #include "runtime/top.hpp"
 
 #include "runtime/stats.hpp"
+#include "runtime/text_files.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -177,24 +178,6 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
-std::string_view next_line(std::string_view& text) {
-  size_t eol = text.find('\n');
-  std::string_view line = text.substr(0, eol);
-  text.remove_prefix(eol == std::string_view::npos ? text.size() : eol + 1);
-  return line;
-}
-
-std::string_view next_word(std::string_view& s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
-    s.remove_prefix(1);
-  size_t end = 0;
-  while (end < s.size() && s[end] != ' ' && s[end] != '\t')
-    ++end;
-  std::string_view word = s.substr(0, end);
-  s.remove_prefix(end);
-  return word;
-}
-
 long long to_number(std::string_view s, int base = 10) {
   std::string copy{trim(s)};
   return std::strtoll(copy.c_str(), nullptr, base);
@@ -203,29 +186,6 @@ long long to_number(std::string_view s, int base = 10) {
 uint64_t to_unsigned(std::string_view s, int base = 10) {
   std::string copy{trim(s)};
   return std::strtoull(copy.c_str(), nullptr, base);
-}
-
-// Reads all of `fd` (then closes it) into `out`; false with errno set.
-bool read_fd(int fd, std::string& out) {
-  out.clear();
-  char buf[4096];
-  for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0) {
-      int e = errno;
-      ::close(fd);
-      errno = e;
-      return n == 0;
-    }
-    out.append(buf, static_cast<size_t>(n));
-  }
-}
-
-bool read_file(const std::string& path, std::string& out) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  return fd >= 0 && read_fd(fd, out);
 }
 
 std::string proc_path(pid_t pid, const char* name) {
@@ -312,9 +272,10 @@ bool read_task(pid_t host_pid, task& t) {
   t.host_pid = host_pid;
   t.pid = host_pid;
   t.depth = 1;
-  if (!read_file(proc_path(host_pid, "stat"), text) || !parse_stat(text, t))
+  if (!read_text_file(proc_path(host_pid, "stat"), text) ||
+      !parse_stat(text, t))
     return false;
-  if (!read_file(proc_path(host_pid, "status"), text))
+  if (!read_text_file(proc_path(host_pid, "status"), text))
     return false;
   parse_status(text, t);
   return true;
@@ -325,7 +286,7 @@ bool read_task(pid_t host_pid, task& t) {
 bool collect_pids(const std::string& dir, std::vector<pid_t>& pids,
                   int depth = 0) {
   std::string text;
-  if (!read_file(dir + "/cgroup.procs", text))
+  if (!read_text_file(dir + "/cgroup.procs", text))
     return false;
   std::string_view rest = text;
   while (!rest.empty()) {
@@ -363,7 +324,7 @@ struct id_map {
 id_map read_id_map(pid_t pid, const char* file) {
   id_map m;
   std::string text;
-  if (!read_file(proc_path(pid, file), text))
+  if (!read_text_file(proc_path(pid, file), text))
     return {{{0, 0, 4294967295u}}};
   std::string_view rest = text;
   while (!rest.empty()) {
@@ -416,14 +377,14 @@ name_table container_names(const std::string& root, const char* rel) {
     return {};
   int fd = open_in_root(root_fd, rel);
   ::close(root_fd);
-  if (fd < 0 || !read_fd(fd, text))
+  if (fd < 0 || !read_and_close(fd, text))
     return {};
   return parse_names(text);
 }
 
 name_table host_names(const char* path) {
   std::string text;
-  if (!read_file(path, text))
+  if (!read_text_file(path, text))
     return {};
   return parse_names(text);
 }
@@ -456,7 +417,7 @@ std::string tty_name(uint64_t nr) {
 unsigned last_capability() {
   static const unsigned last = [] {
     std::string text;
-    if (!read_file("/proc/sys/kernel/cap_last_cap", text))
+    if (!read_text_file("/proc/sys/kernel/cap_last_cap", text))
       return 40u;
     return static_cast<unsigned>(to_unsigned(text));
   }();
@@ -491,7 +452,7 @@ std::string fixed3(double v) {
 
 std::string security_label(pid_t pid) {
   std::string text;
-  if (!read_file(proc_path(pid, "attr/current"), text))
+  if (!read_text_file(proc_path(pid, "attr/current"), text))
     return "?";
   return std::string{trim(text)};
 }
@@ -499,7 +460,7 @@ std::string security_label(pid_t pid) {
 // Command and arguments, blank-joined; "[name]" for a task without any.
 std::string command_line(const task& t) {
   std::string text;
-  read_file(proc_path(t.host_pid, "cmdline"), text);
+  read_text_file(proc_path(t.host_pid, "cmdline"), text);
   while (!text.empty() && text.back() == '\0')
     text.pop_back();
   if (text.empty())

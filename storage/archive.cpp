@@ -2,18 +2,20 @@
 // archive is opened with openat2(RESOLVE_IN_ROOT) below the directory it
 // was unpacked into; every output is built under a temporary name.
 #include "storage/archive.hpp"
-#include "storage/errno_text.hpp"
 
 #include "protocol/json.hpp"
+#include "protocol/unique_fd.hpp"
 
+#include "storage/archive_handles.hpp"
 #include "storage/digest.hpp"
+#include "storage/errno_text.hpp"
 #include "storage/layer.hpp"
+#include "storage/open_at.hpp"
 #include "storage/reference.hpp"
 #include "storage/registry.hpp"
 
 #include <archive.h>
 #include <archive_entry.h>
-#include <linux/openat2.h>
 #include <simdjson.h>
 
 #include <algorithm>
@@ -27,7 +29,6 @@
 #include <map>
 #include <memory>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 #include <utility>
 
@@ -68,30 +69,6 @@ constexpr size_t copy_block = 1 << 20;
 // ---------------------------------------------------------------------------
 // Files
 
-class unique_fd {
-public:
-  explicit unique_fd(int fd = -1) : fd_(fd) {}
-  ~unique_fd() { reset(); }
-  unique_fd(unique_fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  unique_fd& operator=(unique_fd&& other) noexcept {
-    if (this != &other) {
-      reset();
-      fd_ = std::exchange(other.fd_, -1);
-    }
-    return *this;
-  }
-  int get() const { return fd_; }
-  explicit operator bool() const { return fd_ >= 0; }
-  void reset() {
-    if (fd_ >= 0)
-      ::close(fd_);
-    fd_ = -1;
-  }
-
-private:
-  int fd_;
-};
-
 /// A temporary directory removed when this goes out of scope.
 class temp_dir {
 public:
@@ -118,19 +95,6 @@ private:
 
   std::string path_;
 };
-
-// Opens `path` below `root` with every step, symlink targets included,
-// resolved inside `root` as if it were `/`.
-int open_in_root(int root, const std::string& path, uint64_t flags) {
-  open_how how{};
-  how.flags = flags | O_CLOEXEC;
-  how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
-  for (int tries = 0;; ++tries) {
-    auto fd = syscall(SYS_openat2, root, path.c_str(), &how, sizeof how);
-    if (fd >= 0 || errno != EAGAIN || tries == 16)
-      return static_cast<int>(fd);
-  }
-}
 
 // Opens the regular file `rel` below `root` for reading; anything else (a
 // device, a fifo, a directory) is refused.
@@ -269,25 +233,16 @@ compression detect_compression(int fd) {
   return compression::none;
 }
 
-struct archive_deleter {
-  void operator()(archive* a) const { archive_read_free(a); }
-};
-
 // Undoes whatever compression `in` has (from its start), writing the
 // stream to `out` when >= 0; `digest` is the uncompressed stream's.
 bool decompress(int in, int out, std::string& digest, std::string& err) {
-  std::unique_ptr<archive, archive_deleter> a{archive_read_new()};
-  archive_read_support_filter_gzip(a.get());
-  archive_read_support_filter_zstd(a.get());
-  archive_read_support_filter_bzip2(a.get());
-  archive_read_support_filter_xz(a.get());
-  archive_read_support_format_raw(a.get());
-  archive_entry* entry = nullptr;
-  if (lseek(in, 0, SEEK_SET) < 0 ||
-      archive_read_open_fd(a.get(), in, 1 << 16) != ARCHIVE_OK ||
-      archive_read_next_header(a.get(), &entry) != ARCHIVE_OK) {
-    auto* why = archive_error_string(a.get());
-    err = std::string{"decompressing: "} + (why ? why : "unreadable input");
+  archive_reader a;
+  if (lseek(in, 0, SEEK_SET) < 0)
+    err = "unreadable input";
+  else
+    a = open_decompressing(in, 1 << 16, err, "unreadable input");
+  if (!a) {
+    err = "decompressing: " + err;
     return false;
   }
   sha256 h;
@@ -299,8 +254,7 @@ bool decompress(int in, int out, std::string& digest, std::string& err) {
     if (rc == ARCHIVE_EOF)
       break;
     if (rc != ARCHIVE_OK && rc != ARCHIVE_WARN) {
-      auto* why = archive_error_string(a.get());
-      err = std::string{"decompressing: "} + (why ? why : "corrupt input");
+      err = "decompressing: " + archive_error(a.get(), "corrupt input");
       return false;
     }
     h.update(buf, size);
@@ -691,10 +645,6 @@ struct out_entry {
   std::string file;
 };
 
-struct archive_writer_deleter {
-  void operator()(archive* a) const { archive_write_free(a); }
-};
-
 bool tar_entry(archive* a, const out_entry& e, std::string& err) {
   unique_fd in;
   int64_t size = int64_t(e.data.size());
@@ -753,7 +703,7 @@ bool write_tar(const std::vector<out_entry>& entries, const std::string& path,
     err = "creating " + path + ": " + errno_text(errno);
     return false;
   }
-  std::unique_ptr<archive, archive_writer_deleter> a{archive_write_new()};
+  archive_writer a{archive_write_new()};
   archive_write_set_format_pax_restricted(a.get());
   archive_write_set_bytes_in_last_block(a.get(), 1);
   if (archive_write_open_fd(a.get(), fd.get()) != ARCHIVE_OK) {

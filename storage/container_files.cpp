@@ -2,7 +2,12 @@
 // directory changed. Both walk trees that a container may be changing, so
 // every step is an *at() call on a directory already open.
 #include "storage/container_files.hpp"
+
+#include "protocol/unique_fd.hpp"
+
+#include "storage/archive_handles.hpp"
 #include "storage/errno_text.hpp"
+#include "storage/open_at.hpp"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -19,7 +24,6 @@
 #include <set>
 #include <string_view>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -41,44 +45,9 @@ constexpr const char* opaque_xattr = "trusted.overlay.opaque";
 // ---------------------------------------------------------------------------
 // Files and directories
 
-class unique_fd {
-public:
-  explicit unique_fd(int fd = -1) : fd_(fd) {}
-  ~unique_fd() { reset(); }
-  unique_fd(unique_fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  unique_fd& operator=(unique_fd&& other) noexcept {
-    if (this != &other) {
-      reset();
-      fd_ = std::exchange(other.fd_, -1);
-    }
-    return *this;
-  }
-  unique_fd(const unique_fd&) = delete;
-  unique_fd& operator=(const unique_fd&) = delete;
-  int get() const { return fd_; }
-  explicit operator bool() const { return fd_ >= 0; }
-  void reset() {
-    if (fd_ >= 0) {
-      int saved = errno;
-      ::close(fd_);
-      errno = saved;
-    }
-    fd_ = -1;
-  }
-
-private:
-  int fd_;
-};
-
 struct dir_closer {
   void operator()(DIR* d) const { closedir(d); }
 };
-
-// A path for the file open as `fd` that the kernel resolves to that very
-// file (O_PATH descriptors included), so nothing is looked up again.
-std::string proc_path(int fd) {
-  return "/proc/self/fd/" + std::to_string(fd);
-}
 
 // The names in the directory open as `fd`, "." and ".." left out, sorted
 // so that results do not depend on the file system's order.
@@ -118,10 +87,6 @@ std::string xattr_value(const std::string& path, const char* key) {
 // ---------------------------------------------------------------------------
 // Exporting
 
-struct writer_deleter {
-  void operator()(archive* a) const { archive_write_free(a); }
-};
-
 struct entry_deleter {
   void operator()(archive_entry* e) const { archive_entry_free(e); }
 };
@@ -129,8 +94,7 @@ struct entry_deleter {
 using entry_ptr = std::unique_ptr<archive_entry, entry_deleter>;
 
 std::string archive_text(archive* a) {
-  auto* text = archive_error_string(a);
-  return text ? text : "failed";
+  return archive_error(a, "failed");
 }
 
 // Makes this thread's character set UTF-8 while it lives. libarchive's pax
@@ -512,16 +476,9 @@ bool layer_stack::open(const std::vector<std::string>& dirs, std::string& err) {
 
 unique_fd layer_stack::open_dir(size_t layer, const std::string& path) const {
   auto rel = path == "/" ? std::string{"."} : path.substr(1);
-  open_how how{};
-  how.flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC;
-  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
-  for (int tries = 0;; ++tries) {
-    auto fd = syscall(SYS_openat2, roots_[layer].get(), rel.c_str(), &how,
-                      sizeof how);
-    // EAGAIN: a concurrent rename made the kernel give up; try again.
-    if (fd >= 0 || errno != EAGAIN || tries == 16)
-      return unique_fd{static_cast<int>(fd)};
-  }
+  return unique_fd{open_below(roots_[layer].get(), rel, O_RDONLY | O_DIRECTORY,
+                              RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+                                  RESOLVE_NO_MAGICLINKS)};
 }
 
 // What the layers hold at one name of a directory of their union.
@@ -771,7 +728,7 @@ bool export_tree(const std::string& dir, const std::string& out_path,
   // Declared after `out`, the writer is freed (and flushes) before the
   // file it writes to is closed.
   utf8_locale utf8;
-  std::unique_ptr<archive, writer_deleter> a{archive_write_new()};
+  archive_writer a{archive_write_new()};
   if (!a)
     return fail(errno_text(ENOMEM));
   archive_write_set_format_pax(a.get());

@@ -100,6 +100,15 @@ std::vector<std::string> candidates(const std::string& name) {
   return out;
 }
 
+// The fields of `out` in the images row `s` is on, selected as "id,
+// manifest_digest, manifest_type, created".
+void read_image_row(statement& s, image_record& out) {
+  out.id = s.text(0);
+  out.manifest_digest = s.text(1);
+  out.manifest_type = s.text(2);
+  out.created = s.text(3);
+}
+
 } // namespace
 
 std::string chain_id(const std::string& parent_chain,
@@ -290,10 +299,7 @@ bool image_store::commit_image(const image_record& img, std::string& err) {
 
 void image_store::load(statement& s, image_record& out) {
   out = {};
-  out.id = s.text(0);
-  out.manifest_digest = s.text(1);
-  out.manifest_type = s.text(2);
-  out.created = s.text(3);
+  read_image_row(s, out);
   statement names{db_, "SELECT name FROM image_names WHERE image_id = ? "
                        "ORDER BY name"};
   names.bind(1, out.id);
@@ -335,10 +341,7 @@ std::vector<image_record> image_store::list() {
                    "FROM images ORDER BY added, id"};
   while (s.step()) {
     auto& img = out.emplace_back();
-    img.id = s.text(0);
-    img.manifest_digest = s.text(1);
-    img.manifest_type = s.text(2);
-    img.created = s.text(3);
+    read_image_row(s, img);
     index.emplace(img.id, out.size() - 1);
   }
   statement names{db_, "SELECT image_id, name FROM image_names ORDER BY name"};

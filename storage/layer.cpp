@@ -2,23 +2,24 @@
 // the tar; every file system change is made by *at() calls on directories
 // that openat2(RESOLVE_IN_ROOT) resolved inside the destination.
 #include "storage/layer.hpp"
-#include "storage/errno_text.hpp"
 
+#include "protocol/unique_fd.hpp"
+
+#include "storage/archive_handles.hpp"
 #include "storage/digest.hpp"
+#include "storage/errno_text.hpp"
+#include "storage/open_at.hpp"
 
 #include <archive.h>
 #include <archive_entry.h>
-#include <linux/openat2.h>
 
 #include <cerrno>
 #include <climits>
 #include <cstring>
 #include <dirent.h>
 #include <fcntl.h>
-#include <memory>
 #include <string_view>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -36,45 +37,11 @@ constexpr std::string_view aufs_link_dir = ".wh..wh.plnk";
 constexpr int max_symlink_hops = 40;
 constexpr size_t read_block = 1 << 16;
 
+constexpr const char* corrupt_input = "corrupt or truncated input";
+
 std::string archive_text(archive* a) {
-  auto* text = archive_error_string(a);
-  return text ? text : "corrupt or truncated input";
+  return archive_error(a, corrupt_input);
 }
-
-class unique_fd {
-public:
-  explicit unique_fd(int fd = -1) : fd_(fd) {}
-  ~unique_fd() { reset(); }
-  unique_fd(unique_fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  unique_fd& operator=(unique_fd&& other) noexcept {
-    if (this != &other) {
-      reset();
-      fd_ = std::exchange(other.fd_, -1);
-    }
-    return *this;
-  }
-  unique_fd(const unique_fd&) = delete;
-  unique_fd& operator=(const unique_fd&) = delete;
-  int get() const { return fd_; }
-  explicit operator bool() const { return fd_ >= 0; }
-  void reset() {
-    if (fd_ >= 0) {
-      int saved = errno;
-      ::close(fd_);
-      errno = saved;
-    }
-    fd_ = -1;
-  }
-
-private:
-  int fd_;
-};
-
-struct archive_deleter {
-  void operator()(archive* a) const { archive_read_free(a); }
-};
-
-using archive_ptr = std::unique_ptr<archive, archive_deleter>;
 
 using path_parts = std::vector<std::string>;
 
@@ -109,33 +76,12 @@ std::string join(const path_parts& parts, size_t count) {
   return path.empty() ? "." : path;
 }
 
-// Opens `path` below `root` with every step, symlink targets included,
-// resolved inside `root` as if it were `/`.
-int open_in_root(int root, const std::string& path, uint64_t flags) {
-  open_how how{};
-  how.flags = flags | O_CLOEXEC;
-  how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
-  for (int tries = 0;; ++tries) {
-    auto fd = syscall(SYS_openat2, root, path.c_str(), &how, sizeof how);
-    // EAGAIN: a concurrent rename made the kernel give up; try again.
-    if (fd >= 0 || errno != EAGAIN || tries == 16)
-      return static_cast<int>(fd);
-  }
-}
-
 // A name of `e` as text; libarchive offers it in the locale's charset or,
 // failing a conversion, as UTF-8.
 std::string entry_text(const char* mbs, const char* utf8) {
   if (mbs)
     return mbs;
   return utf8 ? utf8 : "";
-}
-
-// A path for the file open as `fd` (an O_PATH one included, on which the
-// f*xattr calls fail): the kernel follows the magic link to that very file,
-// so nothing is resolved again.
-std::string proc_path(int fd) {
-  return "/proc/self/fd/" + std::to_string(fd);
 }
 
 // Removes the directory `name` in `dirfd` with everything below it, never
@@ -202,31 +148,9 @@ la_ssize_t read_uncompressed(archive*, void* opaque, const void** buf) {
   }
 }
 
-// Opens the decompressing reader on `fd` and positions it on its single
-// entry, the whole uncompressed stream.
-archive_ptr open_raw(int fd, std::string& err) {
-  archive_ptr a{archive_read_new()};
-  if (!a) {
-    err = "out of memory";
-    return nullptr;
-  }
-  archive_read_support_filter_gzip(a.get());
-  archive_read_support_filter_zstd(a.get());
-  archive_read_support_filter_bzip2(a.get());
-  archive_read_support_filter_xz(a.get());
-  archive_read_support_format_raw(a.get());
-  archive_entry* entry = nullptr;
-  if (archive_read_open_fd(a.get(), fd, read_block) != ARCHIVE_OK ||
-      archive_read_next_header(a.get(), &entry) != ARCHIVE_OK) {
-    err = archive_text(a.get());
-    return nullptr;
-  }
-  return a;
-}
-
 // Opens the tar reader (ustar, pax, GNU) on the uncompressed stream.
-archive_ptr open_tar(layer_stream& stream, std::string& err) {
-  archive_ptr a{archive_read_new()};
+archive_reader open_tar(layer_stream& stream, std::string& err) {
+  archive_reader a{archive_read_new()};
   if (!a) {
     err = "out of memory";
     return nullptr;
@@ -633,7 +557,7 @@ bool unpack_layer(int archive_fd, const std::string& dest, unpack_stats& out,
     return false;
   }
   layer_stream stream;
-  auto raw = open_raw(archive_fd, err);
+  auto raw = open_decompressing(archive_fd, read_block, err, corrupt_input);
   stream.raw = raw.get();
   auto tar = raw ? open_tar(stream, err) : nullptr;
   if (!tar) {

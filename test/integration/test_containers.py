@@ -13,33 +13,18 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import tarfile
 import threading
 import time
-import unittest
 
+import ctrfx
 import harness
+from ctrfx import IMAGE, LONG
 from harness import DaemonTest
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(HERE), "fixtures"))
-
-import images  # noqa: E402  (test/fixtures/images.py)
-
-CACHE = os.environ.get("BERTH_TEST_FIXTURES", "/var/tmp/berth-test-fixtures")
-IMAGE = "localhost/busybox:latest"
-LONG = 60.0
-
-FX = None
 
 
 def setUpModule():
-    global FX
-    if os.geteuid() != 0:
-        raise unittest.SkipTest("containers need root")
-    harness.raise_nofile_limit()
-    FX = images.build(CACHE, quiet=True)
+    ctrfx.require_root_and_images()
 
 
 def zombies_of(pid):
@@ -71,52 +56,8 @@ def berth_cgroups():
     return left
 
 
-class ContainerTest(DaemonTest):
+class ContainerTest(ctrfx.ContainerTest):
     """A daemon with the busybox image loaded."""
-
-    def setUp(self):
-        super().setUp()
-        self.d = self.start_daemon()
-        self.addCleanup(self.remove_all)
-        self.c = self.d.connect(timeout=LONG)
-        p = self.ok("PullImage", {"name": "docker-archive:" +
-                                  os.path.join(CACHE, "busybox-docker.tar")})
-        self.image_id = p["reply"]["id"]
-
-    def remove_all(self):
-        """Removes every container of the daemon (if it still runs), so no
-        container, mount or cgroup outlives the test."""
-        if not self.d.running():
-            return
-        try:
-            with self.d.connect(timeout=LONG) as c:
-                r = c.request("io.podman.ListContainers", {}, timeout=LONG)
-                for ctr in r.get("parameters", {}).get("containers") or []:
-                    c.request("io.podman.RemoveContainer", {"name": ctr["id"], "force": True},
-                              timeout=LONG)
-        except (OSError, harness.ConnectionClosed):
-            pass
-
-    # helpers
-    def call(self, method, params=None, conn=None, timeout=LONG):
-        return (conn or self.c).request("io.podman." + method, params or {},
-                                        timeout=timeout)
-
-    def ok(self, method, params=None, conn=None, timeout=LONG):
-        return self.assertOk(self.call(method, params, conn, timeout))
-
-    def create(self, command, conn=None, **fields):
-        create = {"image": IMAGE, "command": command}
-        create.update(fields)
-        return self.ok("CreateContainer", {"create": create}, conn)["container"]
-
-    def run_ctr(self, command, **fields):
-        cid = self.create(command, **fields)
-        self.ok("StartContainer", {"name": cid})
-        return cid
-
-    def wait(self, cid):
-        return self.ok("WaitContainer", {"name": cid})["exitcode"]
 
     def logs(self, cid):
         lines = self.ok("GetContainerLogs", {"name": cid})["container"] or []
@@ -128,9 +69,6 @@ class ContainerTest(DaemonTest):
             if parts[2] == "F":
                 out += "\n"
         return out
-
-    def state(self, cid):
-        return self.ok("GetContainer", {"id": cid})["container"]["status"]
 
 
 class Lifecycle(ContainerTest):
@@ -581,22 +519,14 @@ class Durability(DaemonTest):
     def _last_cleanup(self):
         # Whatever daemon runs now removes what the test made.
         for d in self.daemons:
-            if d.running():
-                try:
-                    with d.connect(timeout=LONG) as c:
-                        for cid in self.ctr_ids:
-                            c.request("io.podman.RemoveContainer", {"name": cid, "force": True},
-                                      timeout=LONG)
-                except (OSError, harness.ConnectionClosed):
-                    pass
+            ctrfx.remove_containers(d, self.ctr_ids)
 
     def ok(self, c, method, params=None):
         return self.assertOk(c.request("io.podman." + method, params or {},
                                        timeout=LONG))
 
     def make_states(self, c):
-        self.ok(c, "PullImage", {"name": "docker-archive:" +
-                                 os.path.join(CACHE, "busybox-docker.tar")})
+        self.ok(c, "PullImage", {"name": ctrfx.BUSYBOX_ARCHIVE})
         ids = {}
         def create(name, cmd):
             cid = self.ok(c, "CreateContainer", {"create": {

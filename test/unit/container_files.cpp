@@ -5,6 +5,7 @@
 
 #include "storage/container_files.hpp"
 #include "storage/layer.hpp"
+#include "support.hpp"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -20,7 +21,6 @@
 #include <fstream>
 #include <locale.h>
 #include <map>
-#include <random>
 #include <string>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -35,6 +35,10 @@ namespace fs = std::filesystem;
 using berth::storage::export_tree;
 using berth::storage::overlay_changes;
 using berth::storage::tree_changes;
+using berth::testing::lstat_of;
+using berth::testing::random_bytes;
+using berth::testing::read_file;
+using berth::testing::temp_dir;
 
 namespace {
 
@@ -133,34 +137,26 @@ void write_file(const fs::path& p, const std::string& data,
   BOOST_REQUIRE(::chmod(p.c_str(), mode) == 0);
 }
 
-std::string read_file(const fs::path& p) {
-  std::ifstream in{p, std::ios::binary};
-  return {std::istreambuf_iterator<char>{in}, {}};
-}
-
-std::string random_bytes(size_t n, unsigned seed) {
-  std::mt19937 gen{seed};
-  std::string s(n, '\0');
-  for (auto& c : s)
-    c = static_cast<char>(gen());
-  return s;
-}
-
 void set_mtime(const fs::path& p, time_t sec, long nsec) {
   timespec times[2] = {{sec, nsec}, {sec, nsec}};
   BOOST_REQUIRE(utimensat(AT_FDCWD, p.c_str(), times, AT_SYMLINK_NOFOLLOW) ==
                 0);
 }
 
-struct stat lstat_of(const fs::path& p) {
-  struct stat st {};
-  BOOST_REQUIRE_MESSAGE(::lstat(p.c_str(), &st) == 0, "lstat " << p);
-  return st;
-}
-
 void mkdirs(const fs::path& p, mode_t mode = 0755) {
   fs::create_directories(p);
   BOOST_REQUIRE(::chmod(p.c_str(), mode) == 0);
+}
+
+// Writes each (path below `root`, content) of `files` as a 0644 file,
+// making the missing directories on the way (0755).
+void write_files(
+    const fs::path& root,
+    std::initializer_list<std::pair<const char*, std::string>> files) {
+  for (auto& [path, data] : files) {
+    mkdirs((root / path).parent_path());
+    write_file(root / path, data);
+  }
 }
 
 void make_whiteout(const fs::path& p) {
@@ -189,25 +185,15 @@ bool is_root() {
 
 // A private temporary directory, removed with its contents at the end.
 struct tmp_fixture {
-  fs::path root;
-  fs::path tree;
-  fs::path out_dir;
-  fs::path out;
+  temp_dir dir{"/tmp/berth-files-"};
+  fs::path root = dir.path;
+  fs::path tree = root / "tree";
+  fs::path out_dir = root / "out";
+  fs::path out = out_dir / "rootfs.tar";
 
   tmp_fixture() {
-    char tmpl[] = "/tmp/berth-files-XXXXXX";
-    BOOST_REQUIRE(mkdtemp(tmpl) != nullptr);
-    root = tmpl;
-    tree = root / "tree";
-    out_dir = root / "out";
-    out = out_dir / "rootfs.tar";
     fs::create_directory(tree);
     fs::create_directory(out_dir);
-  }
-
-  ~tmp_fixture() {
-    std::error_code ec;
-    fs::remove_all(root, ec);
   }
 
   // What `out_dir` holds: only the tar after a success, nothing (or what
@@ -489,57 +475,41 @@ BOOST_AUTO_TEST_CASE(upper_over_two_layers) {
   auto up = t.root / "upper";
 
   // The bottom layer.
-  mkdirs(l2 / "etc");
-  write_file(l2 / "etc/passwd", "p");
-  write_file(l2 / "etc/group", "g");
-  mkdirs(l2 / "usr/bin");
-  write_file(l2 / "usr/bin/tool", "t");
-  mkdirs(l2 / "lib");
-  write_file(l2 / "lib/libc.so", "c");
-  mkdirs(l2 / "var/cache/old");
-  write_file(l2 / "var/cache/old/x", "x");
-  mkdirs(l2 / "var/cache/keep");
-  write_file(l2 / "var/cache/keep/k1", "k");
-  write_file(l2 / "var/cache/keepfile", "k");
-  mkdirs(l2 / "opt");
-  write_file(l2 / "opt/gone", "g");
-  write_file(l2 / "opt/stay", "s");
-  mkdirs(l2 / "data");
-  write_file(l2 / "data/a", "a");
-  write_file(l2 / "shadowed", "s");
+  write_files(l2, {{"etc/passwd", "p"},
+                   {"etc/group", "g"},
+                   {"usr/bin/tool", "t"},
+                   {"lib/libc.so", "c"},
+                   {"var/cache/old/x", "x"},
+                   {"var/cache/keep/k1", "k"},
+                   {"var/cache/keepfile", "k"},
+                   {"opt/gone", "g"},
+                   {"opt/stay", "s"},
+                   {"data/a", "a"},
+                   {"shadowed", "s"}});
 
   // The top layer: an opaque /data, a whiteout over /shadowed.
-  mkdirs(l1 / "etc");
-  write_file(l1 / "etc/hostname", "h");
-  mkdirs(l1 / "data");
+  write_files(
+      l1,
+      {{"etc/hostname", "h"}, {"data/c", "c"}, {"var/cache/new_in_l1", "n"}});
   make_opaque(l1 / "data");
-  write_file(l1 / "data/c", "c");
   make_whiteout(l1 / "shadowed");
-  mkdirs(l1 / "var/cache");
-  write_file(l1 / "var/cache/new_in_l1", "n");
 
   // The container's changes.
-  mkdirs(up / "etc");
-  write_file(up / "etc/passwd", "p2");
+  write_files(up, {{"etc/passwd", "p2"},
+                   {"etc/newfile", "n"},
+                   {"usr/bin/newtool", "n"},
+                   {"lib/libc.so", "c2"},
+                   {"var/cache/newfile2", "n"},
+                   {"opt/.wh.gone", ""},
+                   {"data/a", "a2"},
+                   {"shadowed", "back"},
+                   {"srv/app/file", "f"}});
   make_whiteout(up / "etc/group");
-  write_file(up / "etc/newfile", "n");
-  set_mtime(up / "etc", 1000000000, 0);
-  mkdirs(up / "usr/bin");
-  write_file(up / "usr/bin/newtool", "n");
-  mkdirs(up / "lib");
-  write_file(up / "lib/libc.so", "c2");
   mkdirs(up / "var/cache/keep");
   make_opaque(up / "var/cache");
-  write_file(up / "var/cache/newfile2", "n");
-  mkdirs(up / "opt");
-  write_file(up / "opt/.wh.gone", "");
-  mkdirs(up / "data");
-  write_file(up / "data/a", "a2");
-  set_mtime(up / "data", 1000000000, 0);
-  write_file(up / "shadowed", "back");
-  mkdirs(up / "srv/app");
-  write_file(up / "srv/app/file", "f");
   mkdirs(up / ".wh..wh.plnk");
+  set_mtime(up / "etc", 1000000000, 0);
+  set_mtime(up / "data", 1000000000, 0);
   for (auto dir : {"usr/bin", "usr", "lib", "var/cache/keep", "var", "opt"})
     copy_dir_attrs(l2 / dir, up / dir);
 

@@ -5,6 +5,7 @@
 
 #include "storage/digest.hpp"
 #include "storage/layer.hpp"
+#include "support.hpp"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -18,7 +19,6 @@
 #include <fcntl.h>
 #include <filesystem>
 #include <fstream>
-#include <random>
 #include <set>
 #include <string>
 #include <sys/resource.h>
@@ -36,6 +36,10 @@
 namespace fs = std::filesystem;
 using berth::storage::unpack_layer;
 using berth::storage::unpack_stats;
+using berth::testing::lstat_of;
+using berth::testing::random_bytes;
+using berth::testing::read_file;
+using berth::testing::temp_dir;
 
 namespace {
 
@@ -140,17 +144,6 @@ std::string reference_digest(const std::string& bytes) {
   return hex;
 }
 
-std::string read_text(const fs::path& p) {
-  std::ifstream in{p, std::ios::binary};
-  return {std::istreambuf_iterator<char>{in}, {}};
-}
-
-struct stat lstat_of(const fs::path& p) {
-  struct stat st {};
-  BOOST_REQUIRE_MESSAGE(::lstat(p.c_str(), &st) == 0, "lstat " << p);
-  return st;
-}
-
 bool exists_no_follow(const fs::path& p) {
   struct stat st;
   return ::lstat(p.c_str(), &st) == 0;
@@ -189,23 +182,12 @@ size_t open_fds() {
 // A private temporary directory holding `layer/` (the destination) and the
 // archive; removed with all its contents at the end of the test.
 struct tmp_fixture {
-  fs::path root;
-  fs::path dest;
-  fs::path archive;
+  temp_dir dir{"/tmp/berth-layer-"};
+  fs::path root = dir.path;
+  fs::path dest = root / "layer";
+  fs::path archive = root / "layer.tar";
 
-  tmp_fixture() {
-    char tmpl[] = "/tmp/berth-layer-XXXXXX";
-    BOOST_REQUIRE(mkdtemp(tmpl) != nullptr);
-    root = tmpl;
-    dest = root / "layer";
-    archive = root / "layer.tar";
-    fs::create_directory(dest);
-  }
-
-  ~tmp_fixture() {
-    std::error_code ec;
-    fs::remove_all(root, ec);
-  }
+  tmp_fixture() { fs::create_directory(dest); }
 
   void write_archive(const std::string& bytes) {
     std::ofstream out{archive, std::ios::binary | std::ios::trunc};
@@ -228,14 +210,6 @@ struct tmp_fixture {
     BOOST_CHECK((names == std::set<std::string>{"layer", "layer.tar"}));
   }
 };
-
-std::string random_bytes(size_t n, unsigned seed) {
-  std::mt19937 gen{seed};
-  std::string s(n, '\0');
-  for (auto& c : s)
-    c = static_cast<char>(gen());
-  return s;
-}
 
 // Everything a layer can hold that has no whiteout or hostile meaning.
 std::vector<spec> full_layer(const std::string& big) {
@@ -294,9 +268,9 @@ void check_full_layer(const fs::path& d, const std::string& big) {
   BOOST_CHECK_EQUAL(tool.st_gid, 2000u);
   BOOST_CHECK_EQUAL(tool.st_mtim.tv_sec, 1400000000);
   BOOST_CHECK_EQUAL(tool.st_nlink, 2u);
-  BOOST_CHECK_EQUAL(read_text(d / "usr/bin/tool"), "#!/bin/sh\necho hi\n");
+  BOOST_CHECK_EQUAL(read_file(d / "usr/bin/tool"), "#!/bin/sh\necho hi\n");
   BOOST_CHECK_EQUAL(lstat_of(d / "usr/bin/group").st_mode & 07777, 02711u);
-  BOOST_CHECK(read_text(d / "usr/bin/big") == big);
+  BOOST_CHECK(read_file(d / "usr/bin/big") == big);
   BOOST_CHECK_EQUAL(lstat_of(d / "usr/bin/empty").st_size, 0);
   BOOST_CHECK_EQUAL(lstat_of(d / "usr/bin/empty").st_mode & 07777, 0600u);
 
@@ -435,7 +409,7 @@ BOOST_AUTO_TEST_CASE(from_fd) {
   std::string err;
   BOOST_CHECK_MESSAGE(unpack_layer(fd, t.dest, stats, err), err);
   ::close(fd);
-  BOOST_CHECK_EQUAL(read_text(t.dest / "a"), "hello");
+  BOOST_CHECK_EQUAL(read_file(t.dest / "a"), "hello");
   BOOST_CHECK_EQUAL(stats.size, 5u);
   BOOST_CHECK_EQUAL(stats.diff_id, reference_digest(tar));
 }
@@ -445,7 +419,7 @@ BOOST_AUTO_TEST_CASE(implicit_parents) {
   std::string err;
   BOOST_REQUIRE_MESSAGE(t.unpack({{.path = "a/b/c/file", .data = "x"}}, err),
                         err);
-  BOOST_CHECK_EQUAL(read_text(t.dest / "a/b/c/file"), "x");
+  BOOST_CHECK_EQUAL(read_file(t.dest / "a/b/c/file"), "x");
   BOOST_CHECK_EQUAL(lstat_of(t.dest / "a/b").st_mode & 07777, 0755u);
 }
 
@@ -471,7 +445,7 @@ BOOST_AUTO_TEST_CASE(whiteouts) {
   BOOST_CHECK(!exists_no_follow(t.dest / "etc/.wh.motd"));
   BOOST_CHECK_EQUAL(xattr_of(t.dest / "opaque", "trusted.overlay.opaque"), "y");
   BOOST_CHECK(!exists_no_follow(t.dest / "opaque/.wh..wh..opq"));
-  BOOST_CHECK_EQUAL(read_text(t.dest / "opaque/kept"), "k");
+  BOOST_CHECK_EQUAL(read_file(t.dest / "opaque/kept"), "k");
   BOOST_CHECK_EQUAL(xattr_of(t.dest / "implicit", "trusted.overlay.opaque"),
                     "y");
   BOOST_CHECK(!exists_no_follow(t.dest / ".wh..wh.aufs"));
@@ -503,7 +477,7 @@ BOOST_AUTO_TEST_CASE(aufs_hardlinks) {
                err),
       err);
   BOOST_CHECK(!exists_no_follow(t.dest / ".wh..wh.plnk"));
-  BOOST_CHECK_EQUAL(read_text(t.dest / "bin/a"), "shared");
+  BOOST_CHECK_EQUAL(read_file(t.dest / "bin/a"), "shared");
   BOOST_CHECK_EQUAL(lstat_of(t.dest / "bin/b").st_nlink, 2u);
 }
 
@@ -531,15 +505,15 @@ BOOST_AUTO_TEST_CASE(replacing_entries) {
   BOOST_REQUIRE_MESSAGE(t.unpack(layer, err), err);
   BOOST_CHECK(S_ISDIR(lstat_of(t.dest / "f2d").st_mode));
   BOOST_CHECK_EQUAL(lstat_of(t.dest / "f2d").st_mode & 07777, 0711u);
-  BOOST_CHECK_EQUAL(read_text(t.dest / "d2f"), "now a file");
-  BOOST_CHECK_EQUAL(read_text(t.dest / "merge/old"), "o");
-  BOOST_CHECK_EQUAL(read_text(t.dest / "merge/new"), "n");
+  BOOST_CHECK_EQUAL(read_file(t.dest / "d2f"), "now a file");
+  BOOST_CHECK_EQUAL(read_file(t.dest / "merge/old"), "o");
+  BOOST_CHECK_EQUAL(read_file(t.dest / "merge/new"), "n");
   BOOST_CHECK_EQUAL(lstat_of(t.dest / "merge").st_mode & 07777, 0755u);
   BOOST_CHECK_EQUAL(lstat_of(t.dest / "merge").st_uid, 5u);
   BOOST_CHECK(S_ISREG(lstat_of(t.dest / "l2f").st_mode));
-  BOOST_CHECK_EQUAL(read_text(t.dest / "l2f"), "plain");
+  BOOST_CHECK_EQUAL(read_file(t.dest / "l2f"), "plain");
   BOOST_CHECK(S_ISLNK(lstat_of(t.dest / "f2l").st_mode));
-  BOOST_CHECK_EQUAL(read_text(t.dest / "f2f"), "second");
+  BOOST_CHECK_EQUAL(read_file(t.dest / "f2f"), "second");
   BOOST_CHECK_EQUAL(lstat_of(t.dest / "f2f").st_mode & 07777, 0644u);
   BOOST_CHECK(S_ISLNK(lstat_of(t.dest / "d2l").st_mode));
 }
@@ -580,7 +554,7 @@ BOOST_AUTO_TEST_CASE(utf8_names) {
   unpack_stats stats;
   std::string err;
   BOOST_REQUIRE_MESSAGE(unpack_layer(t.archive, t.dest, stats, err), err);
-  BOOST_CHECK_EQUAL(read_text(t.dest / name), "u");
+  BOOST_CHECK_EQUAL(read_file(t.dest / name), "u");
   BOOST_CHECK_EQUAL(fs::read_symlink(t.dest / "s").string(), name);
   BOOST_CHECK_EQUAL(lstat_of(t.dest / "h").st_nlink, 2u);
 }
@@ -601,8 +575,8 @@ BOOST_AUTO_TEST_CASE(other_tar_formats) {
     unpack_stats stats;
     std::string err;
     BOOST_REQUIRE_MESSAGE(unpack_layer(t.archive, t.dest, stats, err), err);
-    BOOST_CHECK_EQUAL(read_text(t.dest / long_name), "long");
-    BOOST_CHECK_EQUAL(read_text(t.dest / "lat\xe9"), "l1");
+    BOOST_CHECK_EQUAL(read_file(t.dest / long_name), "long");
+    BOOST_CHECK_EQUAL(read_file(t.dest / "lat\xe9"), "l1");
     BOOST_CHECK_EQUAL(fs::read_symlink(t.dest / "s").string(), "lat\xe9");
     BOOST_CHECK_EQUAL(lstat_of(t.dest / "d").st_mtim.tv_sec, 1234567890);
     BOOST_CHECK_EQUAL(stats.diff_id, reference_digest(tar));
@@ -624,10 +598,10 @@ BOOST_AUTO_TEST_CASE(dot_dot_and_absolute_paths) {
                                   {.path = "..", .type = AE_IFDIR}},
                                  err),
                         err);
-  BOOST_CHECK_EQUAL(read_text(t.dest / "escape"), "1");
-  BOOST_CHECK_EQUAL(read_text(t.dest / "abs"), "2");
-  BOOST_CHECK_EQUAL(read_text(t.dest / "x"), "3");
-  BOOST_CHECK_EQUAL(read_text(t.dest / "tmp/deep"), "4");
+  BOOST_CHECK_EQUAL(read_file(t.dest / "escape"), "1");
+  BOOST_CHECK_EQUAL(read_file(t.dest / "abs"), "2");
+  BOOST_CHECK_EQUAL(read_file(t.dest / "x"), "3");
+  BOOST_CHECK_EQUAL(read_file(t.dest / "tmp/deep"), "4");
   BOOST_CHECK(!exists_no_follow("/abs"));
   t.check_nothing_outside();
 }
@@ -644,8 +618,8 @@ BOOST_AUTO_TEST_CASE(symlink_to_host_etc) {
     layer.push_back({.path = "l/sub/deeper", .data = "d"});
     std::string err;
     BOOST_REQUIRE_MESSAGE(t.unpack(layer, err), err);
-    BOOST_CHECK_EQUAL(read_text(t.dest / "etc/passwd"), "owned");
-    BOOST_CHECK_EQUAL(read_text(t.dest / "etc/sub/deeper"), "d");
+    BOOST_CHECK_EQUAL(read_file(t.dest / "etc/passwd"), "owned");
+    BOOST_CHECK_EQUAL(read_file(t.dest / "etc/sub/deeper"), "d");
     BOOST_CHECK(S_ISLNK(lstat_of(t.dest / "l").st_mode));
     BOOST_CHECK(identity("/etc/passwd") == before);
     BOOST_CHECK(!exists_no_follow("/etc/sub/deeper"));
@@ -667,9 +641,9 @@ BOOST_AUTO_TEST_CASE(symlink_climbing_up) {
                 {.path = "rel", .data = "replaced, not followed"}},
                err),
       err);
-  BOOST_CHECK_EQUAL(read_text(t.dest / "x"), "x");
-  BOOST_CHECK_EQUAL(read_text(t.dest / "y"), "y");
-  BOOST_CHECK_EQUAL(read_text(t.dest / "z"), "z");
+  BOOST_CHECK_EQUAL(read_file(t.dest / "x"), "x");
+  BOOST_CHECK_EQUAL(read_file(t.dest / "y"), "y");
+  BOOST_CHECK_EQUAL(read_file(t.dest / "z"), "z");
   BOOST_CHECK(S_ISREG(lstat_of(t.dest / "rel").st_mode));
   t.check_nothing_outside();
 }
@@ -683,7 +657,7 @@ BOOST_AUTO_TEST_CASE(symlink_chain_and_loop) {
                 {.path = "one/file", .data = "f"}},
                err),
       err);
-  BOOST_CHECK_EQUAL(read_text(t.dest / "root/in/file"), "f");
+  BOOST_CHECK_EQUAL(read_file(t.dest / "root/in/file"), "f");
   BOOST_CHECK(!exists_no_follow(t.root / "root"));
 
   tmp_fixture u;
@@ -719,8 +693,8 @@ BOOST_AUTO_TEST_CASE(symlink_to_host_path) {
                err),
       err);
   BOOST_CHECK(S_ISDIR(lstat_of(t.dest / "d").st_mode));
-  BOOST_CHECK_EQUAL(read_text(t.dest / "d/file"), "in d");
-  BOOST_CHECK_EQUAL(read_text(t.dest / host.substr(1) / "file"), "in e");
+  BOOST_CHECK_EQUAL(read_file(t.dest / "d/file"), "in d");
+  BOOST_CHECK_EQUAL(read_file(t.dest / host.substr(1) / "file"), "in e");
   BOOST_CHECK_EQUAL(xattr_of(t.dest / host.substr(1), "trusted.overlay.opaque"),
                     "y");
   BOOST_CHECK_EQUAL(xattr_of(t.dest / host.substr(1) / "x", "user.x"), "1");

@@ -8,6 +8,7 @@
 #include "runtime/oci.hpp"
 #include "runtime/overlay.hpp"
 #include "runtime/process.hpp"
+#include "support.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -33,6 +34,8 @@ namespace runtime = berth::runtime;
 namespace fs = std::filesystem;
 namespace utf = boost::unit_test;
 using namespace std::chrono_literals;
+using berth::testing::precondition;
+using berth::testing::read_file;
 
 namespace {
 
@@ -52,18 +55,12 @@ struct reaper_fixture {
 BOOST_TEST_GLOBAL_FIXTURE(reaper_fixture);
 
 boost::test_tools::assertion_result have_busybox(utf::test_unit_id) {
-  boost::test_tools::assertion_result r{::access(busybox.c_str(), X_OK) ==
-                                        0};
-  if (!r)
-    r.message() << "skipped: " << busybox << " is missing";
-  return r;
+  return precondition(::access(busybox.c_str(), X_OK) == 0,
+                      busybox + " is missing");
 }
 
 boost::test_tools::assertion_result as_root(utf::test_unit_id) {
-  boost::test_tools::assertion_result r{::geteuid() == 0};
-  if (!r)
-    r.message() << "skipped: needs root";
-  return r;
+  return precondition(::geteuid() == 0, "needs root");
 }
 
 boost::test_tools::assertion_result can_run_containers(utf::test_unit_id) {
@@ -73,37 +70,22 @@ boost::test_tools::assertion_result can_run_containers(utf::test_unit_id) {
   for (const auto& p : {runc, conmon, busybox})
     if (::access(p.c_str(), X_OK) != 0)
       missing += (missing.empty() ? "" : ", ") + p;
-  boost::test_tools::assertion_result r{missing.empty()};
-  if (!r)
-    r.message() << "skipped: needs " << missing;
-  return r;
-}
-
-std::string read_file(const fs::path& p) {
-  std::ifstream in{p};
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
+  return precondition(missing.empty(), "needs " + missing);
 }
 
 void write_file(const fs::path& p, const std::string& text) {
   std::ofstream{p} << text;
 }
 
-// A directory under /tmp, removed at the end (mounts under it first).
-struct temp_dir {
-  fs::path path;
-  temp_dir() {
-    std::string tmpl = "/tmp/berth-unit-oci-XXXXXX";
-    BOOST_TEST_REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
+// A directory under /tmp, removed at the end; what is mounted under it is
+// unmounted first.
+struct temp_dir : berth::testing::temp_dir {
+  temp_dir() : berth::testing::temp_dir("/tmp/berth-unit-oci-") {}
   ~temp_dir() {
     std::error_code ec;
     for (const auto& e : fs::recursive_directory_iterator{path, ec})
       if (e.is_directory(ec) && runtime::is_mounted(e.path()))
         ::umount2(e.path().c_str(), MNT_DETACH);
-    fs::remove_all(path, ec);
   }
 };
 
@@ -358,6 +340,13 @@ runtime::spawn_options command(std::vector<std::string> argv) {
   return o;
 }
 
+// Runs `script` with busybox's sh through runtime::run: the exit code, and
+// the output in `out`.
+int run_script(const std::string& script, std::string& out) {
+  std::string err;
+  return runtime::run(command({busybox, "sh", "-c", script}), out, err);
+}
+
 std::string status_field(const std::string& status, const std::string& key) {
   std::istringstream in{status};
   std::string line;
@@ -374,18 +363,14 @@ std::string status_field(const std::string& status, const std::string& key) {
 BOOST_AUTO_TEST_SUITE(processes, *utf::precondition(have_busybox))
 
 BOOST_AUTO_TEST_CASE(run_captures_output_and_exit_code) {
-  std::string out, err;
-  int code = runtime::run(
-      command({busybox, "sh", "-c", "echo out; echo err >&2; exit 7"}), out,
-      err);
-  BOOST_TEST(code == 7);
+  std::string out;
+  BOOST_TEST(run_script("echo out; echo err >&2; exit 7", out) == 7);
   BOOST_TEST(out == "out\nerr\n");
 }
 
 BOOST_AUTO_TEST_CASE(run_reports_a_signal_as_128_plus_its_number) {
-  std::string out, err;
-  BOOST_TEST(runtime::run(command({busybox, "sh", "-c", "kill -9 $$"}), out,
-                          err) == 137);
+  std::string out;
+  BOOST_TEST(run_script("kill -9 $$", out) == 137);
 }
 
 BOOST_AUTO_TEST_CASE(run_fails_for_a_missing_program) {
@@ -413,21 +398,15 @@ BOOST_AUTO_TEST_CASE(run_kills_a_command_that_closed_its_output) {
 }
 
 BOOST_AUTO_TEST_CASE(run_keeps_at_most_64_kib_of_output) {
-  std::string out, err;
-  int code = runtime::run(
-      command({busybox, "sh", "-c", "head -c 200000 /dev/zero; exit 0"}), out,
-      err);
-  BOOST_TEST(code == 0);
+  std::string out;
+  BOOST_TEST(run_script("head -c 200000 /dev/zero; exit 0", out) == 0);
   BOOST_TEST(out.size() == 64u * 1024);
 }
 
 BOOST_AUTO_TEST_CASE(run_returns_when_a_grandchild_keeps_the_output_open) {
-  std::string out, err;
+  std::string out;
   // The background sleep holds the pipe; run() must not wait for it.
-  int code = runtime::run(
-      command({busybox, "sh", "-c", "/bin/busybox sleep 30 & echo $!"}), out,
-      err);
-  BOOST_TEST(code == 0);
+  BOOST_TEST(run_script("/bin/busybox sleep 30 & echo $!", out) == 0);
   pid_t orphan = std::atoi(out.c_str());
   BOOST_TEST_REQUIRE(orphan > 0);
   ::kill(orphan, SIGKILL);

@@ -6,6 +6,7 @@
 
 #include "runtime/stats.hpp"
 #include "runtime/top.hpp"
+#include "support.hpp"
 
 #include <arpa/inet.h>
 #include <cerrno>
@@ -16,6 +17,7 @@
 #include <fcntl.h>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <linux/if_tun.h>
 #include <net/if.h>
 #include <netinet/in.h>
@@ -35,6 +37,7 @@
 namespace fs = std::filesystem;
 namespace utf = boost::unit_test;
 using namespace berth::runtime;
+using berth::testing::precondition;
 
 namespace {
 
@@ -45,18 +48,12 @@ constexpr uint64_t mib = 1024 * 1024;
 constexpr int patience_ms = 60'000;
 
 boost::test_tools::assertion_result as_root(utf::test_unit_id) {
-  boost::test_tools::assertion_result r{::geteuid() == 0};
-  if (!r)
-    r.message() << "skipped: needs root to make cgroups";
-  return r;
+  return precondition(::geteuid() == 0, "needs root to make cgroups");
 }
 
 boost::test_tools::assertion_result can_make_tun(utf::test_unit_id) {
-  boost::test_tools::assertion_result r{::geteuid() == 0 &&
-                                        ::access("/dev/net/tun", R_OK) == 0};
-  if (!r)
-    r.message() << "skipped: needs root and /dev/net/tun";
-  return r;
+  return precondition(::geteuid() == 0 && ::access("/dev/net/tun", R_OK) == 0,
+                      "needs root and /dev/net/tun");
 }
 
 std::vector<std::string> split(const std::string& s, char sep) {
@@ -230,17 +227,8 @@ bool write_file_direct(const std::string& path, size_t bytes) {
 }
 
 // A temporary directory on the disk (not tmpfs), removed at the end.
-struct temp_dir {
-  fs::path path;
-  temp_dir() {
-    std::string tmpl = "/var/tmp/berth-unit-stats-XXXXXX";
-    BOOST_TEST_REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
+struct temp_dir : berth::testing::temp_dir {
+  temp_dir() : berth::testing::temp_dir("/var/tmp/berth-unit-stats-") {}
 };
 
 bool set_flags_up(int sock, const char* name) {
@@ -322,6 +310,55 @@ bool reflect_udp(int tun, int count) {
   return true;
 }
 
+// A child in `cg` that runs `work` (its exit code when not 0), tells the
+// test it is ready, then stays until released, so that the test measures
+// what `work` left behind.
+struct held_child {
+  pipe_pair ready, hold;
+  pid_t pid = -1;
+
+  held_child(test_cgroup& cg, const std::function<int()>& work) {
+    pid = ::fork();
+    BOOST_TEST_REQUIRE(pid >= 0);
+    if (pid == 0) {
+      ready.close_read();
+      hold.close_write();
+      int code = cg.join() ? work() : 10;
+      if (code == 0 && ::write(ready.fd[1], "r", 1) != 1)
+        code = 19;
+      if (code != 0)
+        ::_exit(code);
+      char c;
+      while (::read(hold.fd[0], &c, 1) != 0) {
+      }
+      ::_exit(0);
+    }
+    cg.child = pid;
+    ready.close_write();
+    hold.close_read();
+    BOOST_TEST_REQUIRE(wait_byte(ready.fd[0]), "the child did not get ready");
+  }
+
+  // Lets the child exit and checks that it exited with 0.
+  void release(test_cgroup& cg) {
+    hold.close_write();
+    int status = 0;
+    BOOST_TEST(::waitpid(std::exchange(cg.child, -1), &status, 0) == pid);
+    BOOST_TEST(WIFEXITED(status));
+    BOOST_TEST(WEXITSTATUS(status) == 0);
+  }
+};
+
+// Checks the two totals that `sum` (sum_blkio, sum_io_stat, sum_net_dev)
+// finds in `text`.
+void check_totals(void (*sum)(std::string_view, uint64_t&, uint64_t&),
+                  std::string_view text, uint64_t first, uint64_t second) {
+  uint64_t a = 0, b = 0;
+  sum(text, a, b);
+  BOOST_TEST(a == first);
+  BOOST_TEST(b == second);
+}
+
 std::vector<std::string> columns(const std::string& row) {
   return split(row, '\t');
 }
@@ -392,19 +429,13 @@ BOOST_AUTO_TEST_CASE(blkio_rows_summed_over_devices) {
                      "8:0 Async 0\n8:0 Discard 0\n8:0 Total 300\n"
                      "254:16 Read 1\n254:16 Write 2\n254:16 Total 3\n"
                      "Total 303\n";
-  uint64_t r = 0, w = 0;
-  sum_blkio(text, r, w);
-  BOOST_TEST(r == 101u);
-  BOOST_TEST(w == 202u);
+  check_totals(sum_blkio, text, 101, 202);
 }
 
 BOOST_AUTO_TEST_CASE(io_stat_summed_over_devices) {
   std::string text = "8:0 rbytes=4096 wbytes=8192 rios=1 wios=2 dbytes=0 "
                      "dios=0\n254:0 rbytes=1 wbytes=2 rios=1 wios=1\n";
-  uint64_t r = 0, w = 0;
-  sum_io_stat(text, r, w);
-  BOOST_TEST(r == 4097u);
-  BOOST_TEST(w == 8194u);
+  check_totals(sum_io_stat, text, 4097, 8194);
 }
 
 BOOST_AUTO_TEST_CASE(net_dev_without_loopback) {
@@ -418,10 +449,7 @@ BOOST_AUTO_TEST_CASE(net_dev_without_loopback) {
       "  eth0:    1000     10    0    0    0     0          0         0 "
       "     300       3    0    0    0     0       0          0\n"
       "  eth1:20 1 0 0 0 0 0 0 7 1 0 0 0 0 0 0\n";
-  uint64_t rx = 0, tx = 0;
-  sum_net_dev(text, rx, tx);
-  BOOST_TEST(rx == 1020u);
-  BOOST_TEST(tx == 307u);
+  check_totals(sum_net_dev, text, 1020, 307);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
@@ -432,34 +460,19 @@ BOOST_AUTO_TEST_CASE(stats_of_a_busy_child) {
   test_cgroup cg;
   temp_dir tmp;
   std::string file = (tmp.path / "written").string();
-  pipe_pair ready, hold;
   std::string err;
   BOOST_TEST_REQUIRE(enable_block_accounting(cg.path, tmp.path, err), err);
 
-  pid_t pid = ::fork();
-  BOOST_TEST_REQUIRE(pid >= 0);
-  if (pid == 0) {
-    ready.close_read();
-    hold.close_write();
-    if (!cg.join())
-      ::_exit(10);
+  auto use_resources = [&] {
     burn_cpu(300);
     auto* mem = static_cast<volatile char*>(std::malloc(20 * mib));
     for (size_t i = 0; mem != nullptr && i < 20 * mib; i += 4096)
       mem[i] = 1;
-    if (mem == nullptr || !write_file_direct(file, 5 * mib))
-      ::_exit(11);
-    if (::write(ready.fd[1], "r", 1) != 1)
-      ::_exit(12);
-    char c;
-    while (::read(hold.fd[0], &c, 1) != 0) {
-    }
-    ::_exit(0);
-  }
-  cg.child = pid;
-  ready.close_write();
-  hold.close_read();
-  BOOST_TEST_REQUIRE(wait_byte(ready.fd[0]), "the child did not get ready");
+    bool ok = mem != nullptr && write_file_direct(file, 5 * mib);
+    return ok ? 0 : 11;
+  };
+  held_child child{cg, use_resources};
+  pid_t pid = child.pid;
 
   cgroup_stats st;
   BOOST_TEST_REQUIRE(read_cgroup_stats(cg.path, pid, st, err), err);
@@ -489,12 +502,7 @@ BOOST_AUTO_TEST_CASE(stats_of_a_busy_child) {
   // The child shares our network namespace: host networking shows none.
   BOOST_TEST(st.net_rx == 0u);
   BOOST_TEST(st.net_tx == 0u);
-
-  hold.close_write();
-  int status = 0;
-  BOOST_TEST(::waitpid(std::exchange(cg.child, -1), &status, 0) == pid);
-  BOOST_TEST(WIFEXITED(status));
-  BOOST_TEST(WEXITSTATUS(status) == 0);
+  child.release(cg);
 }
 
 BOOST_AUTO_TEST_CASE(stats_of_an_empty_cgroup) {
@@ -535,34 +543,21 @@ BOOST_AUTO_TEST_CASE(network_of_a_namespace, *utf::precondition(can_make_tun)) {
   constexpr uint64_t on_wire = packets * (payload + 28); // IPv4 + UDP
   constexpr uint64_t loopback = 100 * (payload + 28);
   test_cgroup cg;
-  pipe_pair ready, hold;
-
-  pid_t pid = ::fork();
-  BOOST_TEST_REQUIRE(pid >= 0);
-  if (pid == 0) {
-    ready.close_read();
-    hold.close_write();
-    if (!cg.join() || ::unshare(CLONE_NEWNET) != 0)
-      ::_exit(10);
+  auto make_traffic = [&] {
+    if (::unshare(CLONE_NEWNET) != 0)
+      return 10;
     int sock = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     int tun = sock >= 0 && set_flags_up(sock, "lo") ? make_tun(sock) : -1;
     if (tun < 0)
-      ::_exit(11);
+      return 11;
     if (!send_udp("10.254.0.2", packets, payload) || !reflect_udp(tun, packets))
-      ::_exit(12);
+      return 12;
     if (!send_udp("127.0.0.1", 100, payload))
-      ::_exit(13);
-    if (::write(ready.fd[1], "r", 1) != 1)
-      ::_exit(14);
-    char c;
-    while (::read(hold.fd[0], &c, 1) != 0) {
-    }
-    ::_exit(0);
-  }
-  cg.child = pid;
-  ready.close_write();
-  hold.close_read();
-  BOOST_TEST_REQUIRE(wait_byte(ready.fd[0]), "the child did not get ready");
+      return 13;
+    return 0;
+  };
+  held_child child{cg, make_traffic};
+  pid_t pid = child.pid;
 
   cgroup_stats st;
   std::string err;
@@ -572,11 +567,7 @@ BOOST_AUTO_TEST_CASE(network_of_a_namespace, *utf::precondition(can_make_tun)) {
   // Loopback traffic is left out (a new link's IPv6 chatter is far less).
   BOOST_TEST(st.net_tx < on_wire + loopback);
   BOOST_TEST(st.net_rx < on_wire + loopback);
-  hold.close_write();
-  int status = 0;
-  BOOST_TEST(::waitpid(std::exchange(cg.child, -1), &status, 0) == pid);
-  BOOST_TEST(WIFEXITED(status));
-  BOOST_TEST(WEXITSTATUS(status) == 0);
+  child.release(cg);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

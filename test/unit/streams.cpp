@@ -477,6 +477,26 @@ std::string read_to_eof(varlink::client& cl) {
 }
 
 // A round trip on a fresh connection: varlink still answers.
+// Reads as many raw bytes as `want` has and checks they are `want`.
+void expect_raw(varlink::client& cl, const std::string& want) {
+  std::string got;
+  BOOST_TEST_REQUIRE(cl.read_raw(want.size(), got));
+  BOOST_TEST(got == want);
+}
+
+// What the echo peer sends back for `text`.
+std::string echoed(std::string text) {
+  for (auto& ch : text)
+    ch = char(std::toupper(static_cast<unsigned char>(ch)));
+  return text;
+}
+
+// Sends `text` to the echo peer and checks what comes back.
+void echo_round_trip(varlink::client& cl, const std::string& text) {
+  BOOST_TEST_REQUIRE(cl.write_raw(text));
+  expect_raw(cl, echoed(text));
+}
+
 void check_other_connection(test_server& srv) {
   auto cl = srv.connect();
   BOOST_TEST_REQUIRE(cl.send("org.varlink.service.GetInfo", {}));
@@ -579,12 +599,8 @@ BOOST_AUTO_TEST_CASE(pipelined_bytes_reach_the_peer_first) {
   test_server srv;
   auto cl = srv.connect();
   start_echo(cl, "hello, ");
-  std::string got;
-  BOOST_TEST_REQUIRE(cl.read_raw(7, got));
-  BOOST_TEST(got == "HELLO, ");
-  BOOST_TEST_REQUIRE(cl.write_raw("world"));
-  BOOST_TEST_REQUIRE(cl.read_raw(5, got));
-  BOOST_TEST(got == "WORLD");
+  expect_raw(cl, "HELLO, ");
+  echo_round_trip(cl, "world");
   auto events = srv.echo.seen();
   BOOST_TEST_REQUIRE(!events.empty());
   BOOST_TEST(events.front() == "ready");
@@ -615,18 +631,13 @@ BOOST_AUTO_TEST_CASE(a_slow_reader_bounds_the_backlog_of_a_duplex_peer) {
   {
     auto other = srv.connect();
     start_echo(other, "other");
-    std::string got;
-    BOOST_TEST_REQUIRE(other.read_raw(5, got));
-    BOOST_TEST(got == "OTHER");
+    expect_raw(other, "OTHER");
   }
   std::string got;
   BOOST_TEST_REQUIRE(cl.read_raw(total, got));
   writer.join();
   BOOST_TEST(written.load());
-  std::string want = input;
-  for (auto& ch : want)
-    ch = char(std::toupper(static_cast<unsigned char>(ch)));
-  BOOST_TEST((got == want));
+  BOOST_TEST((got == echoed(input)));
   std::lock_guard guard{srv.echo.mtx};
   BOOST_TEST(srv.echo.pauses > 0u);
   BOOST_TEST(srv.echo.max_backlog <= echo_limit + srv.echo.max_chunk);
@@ -636,10 +647,7 @@ BOOST_AUTO_TEST_CASE(a_half_close_lets_the_peer_finish) {
   test_server srv;
   auto cl = srv.connect();
   start_echo(cl);
-  BOOST_TEST_REQUIRE(cl.write_raw("abc"));
-  std::string got;
-  BOOST_TEST_REQUIRE(cl.read_raw(3, got));
-  BOOST_TEST(got == "ABC");
+  echo_round_trip(cl, "abc");
   BOOST_TEST_REQUIRE(::shutdown(cl.fd(), SHUT_WR) == 0);
   BOOST_TEST(read_to_eof(cl) == "BYE");
   auto events = srv.echo.seen();
@@ -662,10 +670,7 @@ BOOST_AUTO_TEST_CASE(a_hang_up_reaches_the_peer) {
   {
     auto cl = srv.connect();
     start_echo(cl);
-    BOOST_TEST_REQUIRE(cl.write_raw("x"));
-    std::string got;
-    BOOST_TEST_REQUIRE(cl.read_raw(1, got));
-    BOOST_TEST(got == "X");
+    echo_round_trip(cl, "x");
   }
   BOOST_TEST_REQUIRE(srv.echo.wait_event("hangup"));
   auto events = srv.echo.seen();
@@ -694,9 +699,7 @@ BOOST_AUTO_TEST_CASE(a_shutdown_ends_the_duplex_phase) {
   auto report = srv->echo_ptr;
   auto cl = srv->connect();
   start_echo(cl, "a");
-  std::string got;
-  BOOST_TEST_REQUIRE(cl.read_raw(1, got));
-  BOOST_TEST(got == "A");
+  expect_raw(cl, "A");
   srv.reset();
   BOOST_TEST(read_to_eof(cl).empty());
   auto events = report->seen();
