@@ -48,13 +48,14 @@ Images:
 Containers:
   run [OPTIONS] IMAGE [COMMAND [ARG...]]
                      create and start a container; without -d, show its
-                     output and exit with its status
+                     output and exit with its status; with -i or -t,
+                     attached to its input and terminal
   create [OPTIONS] IMAGE [COMMAND [ARG...]]    create only; prints the ID
     -d, --detach     (run only) print the ID and leave it running
     --rm             remove the container when it exits
     -e, --env K=V    --env-file FILE   -l, --label K=V   --name NAME
     -w, --workdir DIR   -u, --user USER   -h, --hostname NAME
-    -t, --tty        -i, --interactive (with -d only, for now)
+    -t, --tty        -i, --interactive   --detach-keys KEYS (ctrl-p,ctrl-q)
     -v, --volume SRC:DST[:ro]   --tmpfs DST[:OPTS]   --device DEV
     --entrypoint CMD   --init   --read-only   --privileged
     --cap-add CAP   --cap-drop CAP   --group-add GROUP   --sysctl K=V
@@ -70,6 +71,7 @@ Containers:
     --device-read-iops DEV:N   --device-write-iops DEV:N
     --oom-kill-disable   --oom-score-adj N
   start [-a] NAME...           -a: show the output, exit with its status
+  start -ai [--detach-keys KEYS] NAME     attached to its input and terminal
   stop [-t SECONDS] NAME...    restart [-t SECONDS] NAME...
   kill [-s SIGNAL] NAME...     (default KILL)
   pause NAME...                unpause NAME...
@@ -81,7 +83,20 @@ Containers:
   umount [-f] NAME...
   diff [--format json] NAME    changed (C), added (A), deleted (D) paths
   export [-o FILE] NAME        the root file system as a tar archive
-  logs NAME
+
+Watching containers:
+  logs [-f] [--tail N] [--since TIME] [-t] NAME
+                     -f: follow until the container exits; --tail: the last
+                     N lines; --since: an RFC 3339 time or a duration (10m);
+                     -t: the time of each line in front of it
+  stats [--no-stream] [--format json] [NAME...]
+                     resource usage of the named (else every running)
+                     containers; on a terminal a table refreshed each second
+  top NAME [DESCRIPTOR...]      its processes; descriptors as podman top's:
+                     user, pid, ppid, pcpu, etime, tty, time, comm, args ...
+  attach [--detach-keys KEYS] [--no-stdin] NAME
+                     relay a running container's input and output; the
+                     detach keys (default ctrl-p,ctrl-q) leave it running
 
 Options:
   --address ADDR     daemon address (default: $BERTH_ADDRESS, else
@@ -90,9 +105,9 @@ Options:
 Exit status: 0 success, 1 usage or connection failure, 2 the server answered
 with an error, printed as its name and parameters (container verbs print
 "Error: REASON").
-run, create and start -a, as podman: 125 a usage error or berthd failed,
-126 the command cannot be invoked, 127 the command was not found, else the
-container's own exit status.
+run, create, start -a and attach, as podman: 125 a usage error or berthd
+failed, 126 the command cannot be invoked, 127 the command was not found,
+else the container's own exit status (0 after detaching).
 )";
 
 std::string full_method(const std::string& m) {
@@ -279,6 +294,8 @@ int main(int argc, char** argv) {
     return cmd_help(addr, args);
   if (is_container_command(cmd))
     return container_command(addr, cmd, args);
+  if (is_stream_command(cmd))
+    return stream_command(addr, cmd, args);
   if (is_image_command(cmd))
     return image_command(addr, cmd, args);
   usage_error("unknown command or extra arguments: " + cmd);

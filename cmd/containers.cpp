@@ -1,5 +1,5 @@
 // berth's container verbs: run, create, start, stop, kill, restart, pause,
-// unpause, wait, rm, ps, inspect, mount, umount, diff, export, logs.
+// unpause, wait, rm, ps, inspect, mount, umount, diff, export.
 #include "cmd/cli.hpp"
 #include "protocol/gen/io_podman.hpp"
 #include "protocol/json_decode.hpp"
@@ -26,63 +26,27 @@
 
 namespace berth::cli {
 
-namespace {
-
 using simdjson::dom::element;
 
-// podman's exit codes for run, create and start -a: the engine failed, the
-// command could not be invoked, the command was not found.
-constexpr int engine_failed = 125;
-constexpr int cannot_invoke = 126;
-constexpr int not_found = 127;
+// ---------------------------------------------------------------------------
+// Replies and errors, shared with the other verbs
 
-// What WaitContainer's `interval` carries: a poll hint in nanoseconds, the
-// value podman-remote sends (250 ms).
-constexpr int64_t wait_interval_ns = 250'000'000;
-
-// Stop and restart grace period when -t is not given, as podman's.
-constexpr int64_t default_stop_timeout = 10;
-
-/// A reply's parameters, parsed; exits on malformed text.
-struct parsed_reply {
-  simdjson::dom::parser parser;
-  simdjson::padded_string text;
-  element doc;
-
-  explicit parsed_reply(const std::string& json) : text(json) {
-    if (parser.parse(text).get(doc) != simdjson::SUCCESS) {
-      std::cerr << "berth: malformed reply\n";
-      std::exit(failure);
-    }
+parsed_reply::parsed_reply(const std::string& json) : text(json) {
+  if (parser.parse(text).get(doc) != simdjson::SUCCESS) {
+    std::cerr << "berth: malformed reply\n";
+    std::exit(failure);
   }
-};
+}
 
 std::string string_at(element e, std::string_view key) {
   std::string_view v;
   return e[key].get(v) == simdjson::SUCCESS ? std::string{v} : std::string{};
 }
 
-/// The parameters of a call from its generated input struct.
-template <class In>
-std::string params_of(const In& in) {
-  json::writer w;
-  encode(w, in);
-  return w.take();
-}
-
 std::string name_param(const std::string& name) {
   return "{\"name\":" + json::quote(name) + "}";
 }
 
-// The `container` string of a reply (most container calls answer one).
-std::string container_of(const varlink::reply& r) {
-  return string_at(parsed_reply{r.parameters}.doc, "container");
-}
-
-// ---------------------------------------------------------------------------
-// Errors
-
-// The human part of an error reply: its `reason` when it has one.
 std::string reason_of(const varlink::reply& r) {
   simdjson::dom::parser parser;
   simdjson::padded_string text{r.parameters};
@@ -98,23 +62,20 @@ std::string reason_of(const varlink::reply& r) {
   return r.error + " " + r.parameters;
 }
 
-/// Prints "Error: <reason>" for an error reply; returns `code`.
-int report(const varlink::reply& r, int code = remote_error) {
+int report(const varlink::reply& r, int code) {
   std::cerr << "Error: " << reason_of(r) << '\n';
   return code;
 }
 
-/// A usage error of run, create or start -a: exit status 125, as podman's,
-/// so that it never looks like the container's own status.
-[[noreturn]] void run_usage_error(const std::string& msg) {
+void run_usage_error(const std::string& msg) {
   std::cerr << "berth: " << msg << "\nTry 'berth help'.\n";
   std::exit(engine_failed);
 }
 
-// The status of a start that failed: the command could not be run (126),
-// was not found (127), or anything else went wrong (125).
-int start_failure_code(const std::string& reason) {
-  std::string text = reason;
+int start_failure_code(const varlink::reply& r) {
+  if (r.error == "io.podman.ContainerNotFound")
+    return engine_failed;
+  std::string text = reason_of(r);
   std::transform(text.begin(), text.end(), text.begin(),
                  [](unsigned char c) { return std::tolower(c); });
   auto has = [&](const char* s) { return text.find(s) != std::string::npos; };
@@ -124,6 +85,38 @@ int start_failure_code(const std::string& reason) {
   if (has("no such file or directory") || has("not found"))
     return not_found;
   return engine_failed;
+}
+
+void print_table(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> width(rows.empty() ? 0 : rows[0].size());
+  for (auto& row : rows)
+    for (size_t i = 0; i < row.size() && i < width.size(); ++i)
+      width[i] = std::max(width[i], row[i].size());
+  for (auto& row : rows) {
+    std::string line;
+    for (size_t i = 0; i < row.size(); ++i) {
+      line += row[i];
+      if (i + 1 < row.size())
+        line += std::string((i < width.size() ? width[i] : row[i].size()) -
+                                row[i].size() + 3,
+                            ' ');
+    }
+    std::cout << line << '\n';
+  }
+}
+
+namespace {
+
+// What WaitContainer's `interval` carries: a poll hint in nanoseconds, the
+// value podman-remote sends (250 ms).
+constexpr int64_t wait_interval_ns = 250'000'000;
+
+// Stop and restart grace period when -t is not given, as podman's.
+constexpr int64_t default_stop_timeout = 10;
+
+// The `container` string of a reply (most container calls answer one).
+std::string container_of(const varlink::reply& r) {
+  return string_at(parsed_reply{r.parameters}.doc, "container");
 }
 
 // ---------------------------------------------------------------------------
@@ -348,6 +341,7 @@ struct run_request {
   podman::Create create;
   bool detach = false;
   bool memory_swap_set = false;
+  std::string detach_keys; ///< "" for berthd's default
 };
 
 /// Sets a field from an option's value ("true"/"false" for switches).
@@ -467,6 +461,9 @@ void set_log_opt(run_request& r, const std::string& flag,
 const create_flag create_flags[] = {
     // process and identity
     {"--detach", 'd', false, BERTH_SET(r.detach = switch_on(v))},
+    {"--detach-keys", 0, true,
+     BERTH_SET(r.detach_keys =
+                   checked(f, v, !v.empty(), "keys like ctrl-p,q"))},
     {"--rm", 0, false, BERTH_SET(r.create.rm = switch_on(v))},
     {"--tty", 't', false, BERTH_SET(r.create.tty = switch_on(v))},
     {"--interactive", 'i', false,
@@ -734,50 +731,6 @@ run_request parse_run(const std::vector<std::string>& args, bool is_run) {
 // ---------------------------------------------------------------------------
 // Logs
 
-/// Writes log-file lines `<time> <stdout|stderr> <P|F> <text>`: stdout lines
-/// to standard output, stderr lines to standard error; a partial (P) chunk
-/// gets no newline, so it joins the next.
-void print_log_line(std::string_view line) {
-  if (line.ends_with('\n'))
-    line.remove_suffix(1);
-  auto s1 = line.find(' ');
-  auto s2 = s1 == std::string_view::npos ? s1 : line.find(' ', s1 + 1);
-  if (s2 == std::string_view::npos) {
-    std::cout << line << '\n';
-    return;
-  }
-  auto stream = line.substr(s1 + 1, s2 - s1 - 1);
-  auto rest = line.substr(s2 + 1);
-  bool partial = false;
-  if (rest.starts_with("P ") || rest == "P" || rest.starts_with("F ") ||
-      rest == "F") {
-    partial = rest[0] == 'P';
-    rest = rest.size() > 1 ? rest.substr(2) : std::string_view{};
-  }
-  auto& out = stream == "stderr" ? std::cerr : std::cout;
-  out << rest;
-  if (!partial)
-    out << '\n';
-}
-
-// Prints the lines of a GetContainerLogs reply from index `skip` on;
-// returns how many lines it held.
-size_t print_log_reply(const varlink::reply& r, size_t skip) {
-  parsed_reply p{r.parameters};
-  simdjson::dom::array lines;
-  if (p.doc["container"].get(lines) != simdjson::SUCCESS)
-    return 0;
-  size_t n = 0;
-  for (auto l : lines) {
-    std::string_view text;
-    if (n++ >= skip && l.get(text) == simdjson::SUCCESS)
-      print_log_line(text);
-  }
-  std::cout.flush();
-  std::cerr.flush();
-  return n;
-}
-
 // A log stream opened before the container starts, on a connection of its
 // own: berthd answers a follow at once (with the lines so far, possibly
 // none), so once `open` returns no output can be missed, even of a
@@ -785,6 +738,7 @@ size_t print_log_reply(const varlink::reply& r, size_t skip) {
 struct log_follower {
   session conn;
   varlink::reply first;
+  log_printer printer;
   size_t printed = 0;
 
   log_follower(const std::string& addr, const std::string& id)
@@ -799,7 +753,7 @@ struct log_follower {
     for (auto r = std::move(first);; r = conn.next()) {
       if (!r.error.empty())
         return;
-      printed += print_log_reply(r, 0);
+      printed += printer.print_reply(r);
       if (!r.continues)
         return;
     }
@@ -808,7 +762,8 @@ struct log_follower {
 
 // Prints the whole log once, from line `skip` on. A container already
 // removed (run --rm) has nothing more to show.
-void print_rest_of_log(session& s, const std::string& id, size_t skip) {
+void print_rest_of_log(session& s, log_printer& printer, const std::string& id,
+                       size_t skip) {
   auto r = s.call("io.podman.GetContainerLogs", name_param(id));
   if (r.error == "io.podman.ContainerNotFound")
     return;
@@ -816,7 +771,7 @@ void print_rest_of_log(session& s, const std::string& id, size_t skip) {
     report(r);
     return;
   }
-  print_log_reply(r, skip);
+  printer.print_reply(r, skip);
 }
 
 // WaitContainer: the exit code, or nullopt after printing the error.
@@ -843,7 +798,7 @@ int attach_output(session& s, log_follower& logs, const std::string& id) {
   auto code = wait_for(s, id);
   // A stream may end before the last output (a server that does not
   // follow, or ends a follow with an error): the rest comes now.
-  print_rest_of_log(s, id, logs.printed);
+  print_rest_of_log(s, logs.printer, id, logs.printed);
   if (!code || *code < 0 || *code > 255)
     return engine_failed;
   return int(*code);
@@ -858,15 +813,29 @@ std::optional<int> start_one(session& s, const std::string& name) {
   if (r.error.empty())
     return std::nullopt;
   report(r);
-  return start_failure_code(reason_of(r));
+  return start_failure_code(r);
+}
+
+// run -i or -t: the container's terminal through Attach, which starts it
+// once attached so no output is lost.
+int run_attached(session& s, const std::string& addr, const std::string& id,
+                 const run_request& req) {
+  attach_options opts;
+  opts.detach_keys = req.detach_keys;
+  opts.start = true;
+  opts.relay_stdin = req.create.interactive;
+  opts.tty = req.create.tty;
+  auto out = attach_to(addr, id, opts);
+  // A container that never ran is not removed by the daemon at exit.
+  if (!out.attached && req.create.rm)
+    s.call("io.podman.RemoveContainer",
+           params_of(podman::RemoveContainer_in{id, true, false}));
+  return out.status;
 }
 
 int run(const std::string& addr, const std::vector<std::string>& args,
         bool is_run) {
   auto req = parse_run(args, is_run);
-  if (is_run && req.create.interactive && !req.detach)
-    run_usage_error("-i needs attaching to the container's input, which "
-                    "berth cannot do yet; use -d");
   session s{addr};
   auto r = s.call("io.podman.CreateContainer",
                   params_of(podman::CreateContainer_in{req.create}));
@@ -877,6 +846,8 @@ int run(const std::string& addr, const std::vector<std::string>& args,
     std::cout << id << '\n';
     return ok;
   }
+  if (!req.detach && (req.create.interactive || req.create.tty))
+    return run_attached(s, addr, id, req);
 
   std::optional<log_follower> logs;
   if (!req.detach)
@@ -895,33 +866,68 @@ int run(const std::string& addr, const std::vector<std::string>& args,
   return attach_output(s, *logs, id);
 }
 
-int start(const std::string& addr, const std::vector<std::string>& args) {
-  // start -a exits like run, usage errors included.
-  auto is_attach = [](const std::string& a) {
-    return a == "-a" || a == "--attach";
-  };
-  bool attach = std::any_of(args.begin(), args.end(), is_attach);
-  auto fail = attach ? run_usage_error : usage_error;
+struct start_request {
+  bool attach = false;
+  bool interactive = false;
+  std::optional<std::string> detach_keys;
   std::vector<std::string> names;
-  for (auto& a : args) {
-    if (!a.starts_with("-"))
-      names.push_back(a);
-    else if (!is_attach(a))
+};
+
+start_request parse_start(const std::vector<std::string>& args) {
+  start_request r;
+  auto attaching = [](const std::string& a) {
+    return a == "-a" || a == "--attach" || a == "-i" || a == "--interactive" ||
+           a == "-ai" || a == "-ia";
+  };
+  // start -a exits like run, usage errors included.
+  auto fail = std::any_of(args.begin(), args.end(), attaching) ? run_usage_error
+                                                               : usage_error;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const auto& a = args[i];
+    if (a == "-a" || a == "--attach") {
+      r.attach = true;
+    } else if (a == "-i" || a == "--interactive" || a == "-ai" || a == "-ia") {
+      r.attach = r.interactive = true;
+    } else if (a == "--detach-keys") {
+      if (i + 1 >= args.size())
+        fail("--detach-keys needs a value");
+      r.detach_keys = args[++i];
+    } else if (a.starts_with("--detach-keys=")) {
+      r.detach_keys = a.substr(14);
+    } else if (a.starts_with("-")) {
       fail("unknown option for start: " + a);
+    } else {
+      r.names.push_back(a);
+    }
   }
-  if (names.empty())
+  if (r.names.empty())
     fail("start needs a container");
-  if (attach && names.size() > 1)
+  if (r.attach && r.names.size() > 1)
     run_usage_error("start -a takes one container");
+  if (r.detach_keys && !r.interactive)
+    fail("--detach-keys needs -i");
+  return r;
+}
+
+int start(const std::string& addr, const std::vector<std::string>& args) {
+  auto req = parse_start(args);
+  if (req.interactive) {
+    // start -ai: the container's terminal, as attach does it.
+    attach_options opts;
+    opts.detach_keys = req.detach_keys.value_or("");
+    opts.start = true;
+    opts.from_container = true;
+    return attach_to(addr, req.names[0], opts).status;
+  }
   session s{addr};
-  if (attach) {
-    log_follower logs{addr, names[0]};
-    if (auto failed = start_one(s, names[0]))
+  if (req.attach) {
+    log_follower logs{addr, req.names[0]};
+    if (auto failed = start_one(s, req.names[0]))
       return *failed;
-    return attach_output(s, logs, names[0]);
+    return attach_output(s, logs, req.names[0]);
   }
   int rc = ok;
-  for (auto& n : names) {
+  for (auto& n : req.names) {
     if (start_one(s, n))
       rc = remote_error;
     else
@@ -1194,23 +1200,6 @@ std::string status_text(session& s, element c, int64_t now) {
          (when.empty() ? "" : " " + when);
 }
 
-// Prints rows as columns separated by at least three spaces.
-void print_table(const std::vector<std::vector<std::string>>& rows) {
-  std::vector<size_t> width(rows.empty() ? 0 : rows[0].size());
-  for (auto& row : rows)
-    for (size_t i = 0; i < row.size() && i < width.size(); ++i)
-      width[i] = std::max(width[i], row[i].size());
-  for (auto& row : rows) {
-    std::string line;
-    for (size_t i = 0; i < row.size(); ++i) {
-      line += row[i];
-      if (i + 1 < row.size())
-        line += std::string(width[i] - row[i].size() + 3, ' ');
-    }
-    std::cout << line << '\n';
-  }
-}
-
 std::string command_text(element c, bool no_trunc) {
   std::string cmd;
   simdjson::dom::array parts;
@@ -1285,7 +1274,7 @@ int ps(const std::string& addr, const std::vector<std::string>& args) {
 }
 
 // ---------------------------------------------------------------------------
-// inspect, mount, umount, diff, export, logs
+// inspect, mount, umount, diff, export
 
 // Writes a JSON value indented by four spaces a level, as podman does.
 void print_json(std::ostream& out, element e, int depth) {
@@ -1545,21 +1534,6 @@ int export_tar(const std::string& addr, const std::vector<std::string>& args) {
   return ok;
 }
 
-int logs(const std::string& addr, const std::vector<std::string>& args) {
-  for (auto& a : args)
-    if (a.starts_with("-"))
-      usage_error("unknown option for logs: " + a +
-                  " (following and filtering are not available yet)");
-  if (args.size() != 1)
-    usage_error("logs needs one container");
-  session s{addr};
-  auto r = s.call("io.podman.GetContainerLogs", name_param(args[0]));
-  if (!r.error.empty())
-    return report(r);
-  print_log_reply(r, 0);
-  return ok;
-}
-
 } // namespace
 
 void receive_file(session& s, const std::string& remote, int fd) {
@@ -1599,7 +1573,7 @@ bool is_container_command(const std::string& verb) {
   static const char* verbs[] = {
       "run",   "create",  "start",   "stop", "kill",   "restart",
       "pause", "unpause", "wait",    "rm",   "ps",     "inspect",
-      "mount", "umount",  "unmount", "diff", "export", "logs"};
+      "mount", "umount",  "unmount", "diff", "export"};
   return std::any_of(std::begin(verbs), std::end(verbs),
                      [&](const char* v) { return verb == v; });
 }
@@ -1632,8 +1606,6 @@ int container_command(const std::string& addr, const std::string& verb,
     return diff(addr, args);
   if (verb == "export")
     return export_tar(addr, args);
-  if (verb == "logs")
-    return logs(addr, args);
   usage_error("unknown container command: " + verb);
 }
 

@@ -557,7 +557,10 @@ class HostileLayerTest(ImageTest):
         with self.subTest(image=tag, check="nothing outside the layer dirs"):
             self.assertEqual(self.escapes_in(self.tmp), [])
             extra = set(listdir(self.root)) - {"blobs", "layers", "tmp", "state.db",
-                                                 "state.db-wal", "state.db-shm"}
+                                                 "state.db-wal", "state.db-shm",
+                                                 "containers", "containers.db",
+                                                 "containers.db-wal", "containers.db-shm"}
+            self.assertEqual(listdir(os.path.join(self.root, "containers")), [])
             self.assertEqual(extra, set(), "unexpected entries in ROOT")
             for n in listdir(self.layers_dir):
                 self.assertEqual(listdir(os.path.join(self.layers_dir, n)), ["diff"],
