@@ -1241,13 +1241,21 @@ public:
       w->reply(podman::GetContainerStats_out{last_sample_});
   }
 
+  /// False, after answering `c`, when no process runs to look at.
+  bool running_or_fail(const rpc::call_ptr& c) {
+    if (f_.rec.state == container_state::running ||
+        f_.rec.state == container_state::paused)
+      return true;
+    c->fail(podman::ErrorOccurred{"container " + f_.rec.name +
+                                  " is not running"});
+    return false;
+  }
+
   void GetContainerStatsWithHistory(
       const rpc::call_ptr& c,
       const podman::GetContainerStatsWithHistory_in& in) override {
-    if (f_.rec.state != container_state::running &&
-        f_.rec.state != container_state::paused)
-      return c->fail(podman::ErrorOccurred{"container " + f_.rec.id +
-                                           " is not running"});
+    if (!running_or_fail(c))
+      return;
     podman::ContainerStats st;
     std::string err;
     if (!sample(st, err, &in.previousStats))
@@ -1259,10 +1267,8 @@ public:
   void ListContainerProcesses(
       const rpc::call_ptr& c,
       const podman::ListContainerProcesses_in& in) override {
-    if (f_.rec.state != container_state::running &&
-        f_.rec.state != container_state::paused)
-      return c->fail(podman::ErrorOccurred{"container " + f_.rec.name +
-                                           " is not running"});
+    if (!running_or_fail(c))
+      return;
     auto path = cgroups_path();
     auto rootfs = f_.merged;
     auto opts = in.opts;

@@ -264,38 +264,6 @@ std::string upload(session& s, const std::string& path) {
 
 // Fetches the server file `remote` with ReceiveFile (removing it there)
 // into the open file `fd`.
-void download(session& s, const std::string& remote, int fd) {
-  json::writer w;
-  w.begin_object();
-  w.key("path"), w.value(remote);
-  w.key("delete"), w.value(true);
-  w.end_object();
-  auto r = s.call("io.podman.ReceiveFile", w.out(), {.upgrade = true});
-  if (!r.error.empty())
-    std::exit(print_error(r));
-  int64_t len = 0;
-  if (parsed{r.parameters}.doc["len"].get(len) != simdjson::SUCCESS) {
-    std::cerr << "berth: malformed reply\n";
-    std::exit(failure);
-  }
-  std::string chunk;
-  for (int64_t left = len; left > 0;) {
-    auto n = size_t(std::min<int64_t>(left, 1 << 20));
-    if (!s.conn.read_raw(n, chunk))
-      transfer_failed("receiving " + remote);
-    for (size_t off = 0; off < chunk.size();) {
-      auto wrote = ::write(fd, chunk.data() + off, chunk.size() - off);
-      if (wrote < 0 && errno == EINTR)
-        continue;
-      if (wrote <= 0) {
-        std::cerr << "berth: writing: " << std::strerror(errno) << '\n';
-        std::exit(failure);
-      }
-      off += size_t(wrote);
-    }
-    left -= int64_t(n);
-  }
-}
 
 // A path from a tar header: relative, no "..", leading "./" dropped; empty
 // when it is none of these.
@@ -487,7 +455,7 @@ int save(const std::string& addr, const std::vector<std::string>& args) {
                                 std::cerr << l << std::flush;
                             });
   if (output.empty()) {
-    download(s, remote, STDOUT_FILENO);
+    receive_file(s, remote, STDOUT_FILENO);
     return ok;
   }
   // Into a temporary file beside the output, renamed (or unpacked) once
@@ -500,7 +468,7 @@ int save(const std::string& addr, const std::vector<std::string>& args) {
               << '\n';
     return failure;
   }
-  download(s, remote, fd);
+  receive_file(s, remote, fd);
   if (is_dir) {
     lseek(fd, 0, SEEK_SET);
     std::error_code ec;
