@@ -1166,6 +1166,10 @@ public:
                              ? uint64_t(prev->system_nano)
                              : uint64_t(f_.rec.started);
     out.cpu = runtime::cpu_percent(cpu_prev, st.cpu_nano, wall_prev, now);
+    // Right after a start the cgroup holds the runtime's own set-up time
+    // too; no share can exceed every core busy.
+    if (st.online_cpus > 0)
+      out.cpu = std::min(out.cpu, 100.0 * double(st.online_cpus));
     out.mem_usage = int64_t(st.mem_usage);
     out.mem_limit = int64_t(st.mem_limit);
     out.mem_perc = st.mem_limit ? double(st.mem_usage) * 100.0 /

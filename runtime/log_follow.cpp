@@ -3,6 +3,7 @@
 #include "runtime/ring_loop.hpp"
 
 #include <atomic>
+#include <chrono>
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
@@ -24,7 +25,20 @@ constexpr size_t chunk_size = 128 << 10;
 constexpr size_t max_partial = 1 << 20;
 constexpr unsigned ring_entries = 256;
 
-enum kind : uint64_t { k_inotify = 2, k_read = 3 };
+enum kind : uint64_t { k_inotify = 2, k_read = 3, k_delay = 4 };
+
+/// A writer that keeps a follower at the end of its file gets its lines
+/// gathered for this long before the next read, so that a burst of small
+/// writes costs a few replies rather than one each (the goal for a new
+/// line's latency is 10 ms).
+constexpr uint64_t burst_ns = 2'000'000;
+const __kernel_timespec gather_for{0, 1'000'000};
+
+uint64_t steady_ns() {
+  return uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                      std::chrono::steady_clock::now().time_since_epoch())
+                      .count());
+}
 
 uint64_t tag(kind k, uint64_t id) { return uint64_t(k) << 56 | id; }
 
@@ -49,6 +63,8 @@ struct log_hub::impl final : ring_loop {
     bool paused = false;
     bool finishing = false;
     bool dropped = false;
+    bool gathering = false; ///< a k_delay timeout is pending
+    uint64_t eof_at = 0;    ///< when it last reached the end, steady ns
   };
 
   int inotify_fd = -1;
@@ -74,6 +90,7 @@ struct log_hub::impl final : ring_loop {
     switch (kind(data >> 56)) {
       case k_inotify: return on_inotify(res);
       case k_read: return on_read(fid, res);
+      case k_delay: return on_delay(fid);
     }
   }
 
@@ -106,7 +123,7 @@ struct log_hub::impl final : ring_loop {
         if (f.reading)
           f.dirty = true;
         else if (f.waiting && !f.paused)
-          read_next(f);
+          wake(f);
       }
     }
     arm_inotify();
@@ -170,6 +187,29 @@ struct log_hub::impl final : ring_loop {
     f.reading = true;
   }
 
+  /// The file grew under a waiting follower: read now, or after a moment
+  /// when the writer is in the middle of a burst.
+  void wake(follower& f) {
+    if (f.gathering)
+      return;
+    if (steady_ns() - f.eof_at > burst_ns)
+      return read_next(f);
+    f.gathering = true;
+    auto* e = submission(tag(k_delay, f.fid));
+    io_uring_prep_timeout(e, const_cast<__kernel_timespec*>(&gather_for), 0,
+                          0);
+  }
+
+  void on_delay(id fid) {
+    auto it = followers.find(fid);
+    if (it == followers.end())
+      return;
+    auto& f = *it->second;
+    f.gathering = false;
+    if (!f.dropped && f.waiting && !f.paused && !f.reading)
+      read_next(f);
+  }
+
   void on_read(id fid, int res) {
     auto it = followers.find(fid);
     if (it == followers.end())
@@ -229,6 +269,7 @@ struct log_hub::impl final : ring_loop {
     }
     f.buf.reset(); // idle followers hold no buffer
     f.waiting = true;
+    f.eof_at = steady_ns();
   }
 
   void end(follower& f, const std::string& error) {
