@@ -1886,8 +1886,9 @@ public:
       else
         g->call->reply(podman::DeleteStoppedContainers_out{g->removed});
     };
-    for (auto& [id, a] : targets) {
-      self_->request(a, caf::infinite, remove_atom::value)
+    for (auto& target : targets) {
+      auto id = target.first;
+      self_->request(target.second, caf::infinite, remove_atom::value)
           .then(
               [g, id, finish_one](const std::string& err) {
                 if (err.empty())

@@ -783,9 +783,10 @@ bool plan_ulimits(const podman::Create& c, container_plan& out,
   constexpr uint64_t podman_default = 1048576;
   for (auto [type, resource] : {std::pair{"RLIMIT_NOFILE", RLIMIT_NOFILE},
                                 std::pair{"RLIMIT_NPROC", RLIMIT_NPROC}}) {
+    int wanted = resource; // clang 14 cannot capture a structured binding
     bool given =
         std::any_of(out.rlimits.begin(), out.rlimits.end(),
-                    [&](const auto& l) { return l.resource == resource; });
+                    [&](const auto& l) { return l.resource == wanted; });
     if (!given)
       out.rlimits.push_back({type, resource, podman_default, podman_default});
   }
