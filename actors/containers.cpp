@@ -482,11 +482,21 @@ public:
                          std::string& err) {
     if (runtime::is_mounted(merged))
       return true;
+    // The upper directory's mode is what the container sees as its `/`:
+    // the image's, not the store's 0700.
+    struct stat top;
+    mode_t root_mode = !lower.empty() && ::stat(lower.front().c_str(), &top) == 0
+                           ? top.st_mode & 07777
+                           : 0755;
     for (auto* sub : {"/upper", "/work", "/merged"})
       if (!storage::make_dirs(dir + sub, 0700)) {
         err = "creating " + dir + sub + ": " + std::strerror(errno);
         return false;
       }
+    if (::chmod((dir + "/upper").c_str(), root_mode) < 0) {
+      err = "setting the mode of " + dir + "/upper: " + std::strerror(errno);
+      return false;
+    }
     return runtime::mount_overlay(lower, dir + "/upper", dir + "/work",
                                   merged, err);
   }
@@ -540,10 +550,10 @@ public:
   }
 
   /// Records how the process ended and tells whoever waits for it.
-  void announce_exit(int64_t code) {
+  void announce_exit(int64_t code, int64_t ended = 0) {
     f_.rec.state = container_state::exited;
     f_.rec.exit_code = code;
-    f_.rec.finished = now_ns();
+    f_.rec.finished = ended > 0 ? ended : now_ns();
     f_.rec.pid = 0;
     f_.rec.conmon_pid = 0;
     ++stop_gen_;
@@ -594,7 +604,13 @@ public:
     if (auto failed = runtime::exec_failure(int(status), f_.log_path))
       status = runtime::failure_exit_code(*failed);
     log()->info("container {} exited with {}", id, status);
-    announce_exit(status);
+    // conmon wrote the file when the process ended, maybe while berthd was
+    // down: that is the time it finished.
+    struct stat ex;
+    int64_t ended = 0;
+    if (::stat((ctx_->oci->paths().exits_dir + "/" + id).c_str(), &ex) == 0)
+      ended = int64_t(ex.st_mtim.tv_sec) * 1000000000 + ex.st_mtim.tv_nsec;
+    announce_exit(status, ended);
     auto ctx = ctx_;
     auto merged = f_.merged;
     auto shm = shm_dir();
@@ -630,6 +646,9 @@ public:
           ctx->oci->remove(id, true, ignored);
           if (!runtime::unmount(merged, r.err) || !runtime::unmount(shm, r.err))
             r.ok = false;
+          // The runtime removes its cgroups, unless it lost the container's
+          // state (a reboot): then they are removed here.
+          runtime::remove_cgroups("/berth/" + id);
           ctx->oci->forget_exit(id);
         },
         [this](const job_result& r) {
@@ -1030,14 +1049,25 @@ public:
     auto path = f_.log_path;
     job(
         [=](job_result& r) {
+          // The reply is written straight from the file: its JSON is the
+          // only copy of the log in memory.
+          json::writer w;
+          w.begin_object();
+          w.key("container");
+          w.begin_array();
           std::ifstream in{path, std::ios::binary};
           std::string line;
-          while (std::getline(in, line))
-            r.lines.push_back(line + "\n");
+          while (std::getline(in, line)) {
+            if (!in.eof())
+              line += '\n';
+            w.element();
+            w.value(line);
+          }
+          w.end_array();
+          w.end_object();
+          r.text = w.take();
         },
-        [c](const job_result& r) {
-          c->reply(podman::GetContainerLogs_out{r.lines});
-        });
+        [c](const job_result& r) { c->reply_json(r.text); });
   }
 
   /// With `more`: the lines so far, then new ones as they are written,

@@ -6,10 +6,16 @@
 #include "actors/podman_api.hpp"
 #include "protocol/log.hpp"
 #include "protocol/server.hpp"
+#include "protocol/unique_fd.hpp"
 
 #include <caf/all.hpp>
 
 #include <thread>
+
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <sys/file.h>
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(berth::rpc::call_ptr)
 
@@ -124,8 +130,27 @@ struct engine::impl {
   caf::actor catalog;
   caf::actor certification;
 
+  /// Held for the daemon's life: one berthd per store and run directory.
+  std::vector<unique_fd> locks;
+
+  static unique_fd lock_dir(const std::string& dir) {
+    auto path = dir + "/berthd.lock";
+    unique_fd fd{::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600)};
+    if (!fd)
+      throw std::runtime_error("opening " + path + ": " +
+                               std::strerror(errno));
+    if (::flock(fd.get(), LOCK_EX | LOCK_NB) < 0)
+      throw std::runtime_error(
+          errno == EWOULDBLOCK
+              ? "another berthd is using " + dir + " (it holds " + path + ")"
+              : "locking " + path + ": " + std::strerror(errno));
+    return fd;
+  }
+
   explicit impl(engine_options o)
     : opts(std::move(o)), sys(configure(cfg, opts)) {
+    locks.push_back(lock_dir(opts.root));
+    locks.push_back(lock_dir(opts.runroot));
     images = sys.spawn(images_actor,
                        image_options{opts.root, opts.registries_conf});
     // A store that cannot open is a daemon that cannot serve: say so now.

@@ -961,7 +961,8 @@ std::optional<int64_t> timeout_option(const std::vector<std::string>& args,
 // stop and restart: NAME... with a grace period.
 int stop_or_restart(const std::string& addr, const std::string& verb,
                     const std::vector<std::string>& args) {
-  int64_t timeout = default_stop_timeout;
+  // Without -t, each container's own stop timeout (-1 asks for it).
+  int64_t timeout = -1;
   std::vector<std::string> names;
   for (size_t i = 0; i < args.size(); ++i) {
     if (auto t = timeout_option(args, i))

@@ -617,7 +617,7 @@ int stats_live(const std::string& addr, const std::vector<std::string>& names,
       for (auto& w : watches)
         if (w->last)
           shown.push_back(&*w->last);
-      if (!as_json)
+      if (!as_json && isatty(STDOUT_FILENO))
         std::cout << "\033[2J\033[H";
       print_stats(shown, as_json);
       std::cout.flush();
@@ -666,7 +666,7 @@ int stats(const std::string& addr, const std::vector<std::string>& args) {
   session s{addr};
   if (all)
     names = running_containers(s);
-  if (no_stream || !isatty(STDOUT_FILENO) || names.empty())
+  if (no_stream || names.empty())
     return stats_once(s, names, all, as_json);
   return stats_live(addr, names, all, as_json);
 }

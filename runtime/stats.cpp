@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fcntl.h>
 #include <limits>
 #include <sys/stat.h>
@@ -474,6 +475,18 @@ std::string cgroup_procs_directory(const std::string& cgroups_path) {
   std::string dir;
   cgroup_file(h.procs, cgroups_path, nullptr, dir);
   return dir;
+}
+
+void remove_cgroups(const std::string& cgroups_path) {
+  std::error_code ec;
+  for (auto& e : std::filesystem::directory_iterator("/sys/fs/cgroup", ec)) {
+    if (!e.is_directory(ec))
+      continue;
+    auto dir = e.path().string() + cgroups_path;
+    ::rmdir(dir.c_str());
+  }
+  // cgroup v2 mounted at /sys/fs/cgroup itself.
+  ::rmdir(("/sys/fs/cgroup" + cgroups_path).c_str());
 }
 
 } // namespace berth::runtime

@@ -78,4 +78,8 @@ void sum_io_stat(std::string_view text, uint64_t& read, uint64_t& write);
 /// loopback left out.
 void sum_net_dev(std::string_view text, uint64_t& rx, uint64_t& tx);
 
+/// Removes the (empty) cgroup `cgroups_path` from every hierarchy it is in;
+/// what is already gone or still busy is left alone.
+void remove_cgroups(const std::string& cgroups_path);
+
 } // namespace berth::runtime

@@ -24,7 +24,8 @@ namespace {
 
 // In method-table order (sorted); checked against the table at start-up.
 #define PODMAN_METHODS(X)                                                      \
-  X(BuildImage) X(Commit) X(ContainerArtifacts) X(ContainerCheckpoint)         \
+  X(Attach) X(BuildImage) X(Commit) X(ContainerArtifacts)                      \
+  X(ContainerCheckpoint)                                                       \
   X(ContainerConfig) X(ContainerExists) X(ContainerInspectData)                \
   X(ContainerRestore) X(ContainerRunlabel) X(ContainerStateData)               \
   X(CreateContainer) X(CreatePod) X(DeleteStoppedContainers)                   \

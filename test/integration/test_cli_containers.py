@@ -498,7 +498,8 @@ class WireTest(DaemonTest):
                   "PauseContainer", "UnpauseContainer", "RemoveContainer"):
             self.srv.reply(m, ok({"container": ID1}))
         cases = [
-            (["stop", "web"], "StopContainer", {"name": "web", "timeout": 10}),
+            # Without -t: the container's own stop timeout.
+            (["stop", "web"], "StopContainer", {"name": "web", "timeout": -1}),
             (["stop", "-t", "3", "web"], "StopContainer", {"name": "web", "timeout": 3}),
             (["restart", "--time=0", "web"], "RestartContainer",
              {"name": "web", "timeout": 0}),

@@ -352,13 +352,24 @@ class StreamVerbs:
         self.assertRegex(table[1], r"^[0-9a-f]{12}\s+busy\s+\d+\.\d\d%\s+"
                          r"[\d.]+[kMGT]?B / [\d.]+[kMGT]?B\s+\d+\.\d\d%\s+"
                          r"\S+ / \S+\s+\S+ / \S+\s+1$")
-        # Not a terminal: printed once even without --no-stream; without
-        # names, every running container.
-        every = self.ok("stats").splitlines()
+        # Without names, every running container.
+        every = self.ok("stats", "--no-stream").splitlines()
         self.assertEqual(len(every), 2, every)
         self.assertIn("busy", every[1])
         self.assertEqual([c["name"] for c in json.loads(
-            self.ok("stats", "--format", "json"))], ["busy"])
+            self.ok("stats", "--no-stream", "--format", "json"))], ["busy"])
+        # Not a terminal: it streams all the same, a table a second.
+        p = subprocess.Popen(berth_argv(self.address, "stats", "busy"),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            headers = 0
+            while headers < 2:
+                line = p.stdout.readline()
+                self.assertTrue(line, "stats ended: " + p.stderr.read())
+                headers += line.startswith("ID")
+        finally:
+            p.kill()
+            p.wait()
 
         for name in ("stopped", "nosuch"):
             p = self.berth("stats", "--no-stream", name)

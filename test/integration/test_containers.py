@@ -272,6 +272,13 @@ class Lifecycle(ContainerTest):
                                                        "resources": {"cpus": -1}}})
         self.assertError(bad, "io.podman.ErrorOccurred")
 
+    def test_non_root_user_sees_a_usable_root(self):
+        """`/` has the image's mode (0755), not the store's 0700."""
+        cid = self.run_ctr(["sh", "-c", "ls -ld / | cut -c1-10; id -u; ls /bin/sh"],
+                           user="app")
+        self.assertEqual(self.wait(cid), 0)
+        self.assertEqual(self.logs(cid).split(), ["drwxr-xr-x", "1000", "/bin/sh"])
+
     def test_namespace_modes(self):
         """pid, ipc, uts and net: own, host, or another container's."""
         host = self.run_ctr(["sh", "-c", "hostname; ls /proc | grep -c '^[0-9]'"],
@@ -570,6 +577,13 @@ class Durability(DaemonTest):
         self.assertEqual(self.ok(c, "WaitContainer", {"name": "configured"})["exitcode"], 0)
         self.ok(c, "RemoveContainer", {"name": "paused", "force": True})
         c.close()
+
+    def test_one_daemon_per_store(self):
+        self.start_daemon()
+        second = self.spawn(self.berthd_argv(addresses=["unix:" + self.path("other.sock")]),
+                            ["unix:" + self.path("other.sock")], name="second", wait=False)
+        self.assertEqual(second.wait(30), 1)
+        self.assertIn("another berthd is using", second.log())
 
     def test_reboot(self):
         d = self.start_daemon()
