@@ -123,15 +123,16 @@ caf::actor_system_config& configure(caf::actor_system_config& cfg,
 
 struct engine::impl {
   engine_options opts;
+  /// Held for the daemon's life: one berthd per store and run directory.
+  /// Taken before the actor system exists, so a refusal leaves nothing
+  /// behind.
+  std::vector<unique_fd> locks;
   caf::actor_system_config cfg;
   caf::actor_system sys;
   caf::actor gateway;
   caf::actor images;
   caf::actor catalog;
   caf::actor certification;
-
-  /// Held for the daemon's life: one berthd per store and run directory.
-  std::vector<unique_fd> locks;
 
   static unique_fd lock_dir(const std::string& dir) {
     auto path = dir + "/berthd.lock";
@@ -147,10 +148,15 @@ struct engine::impl {
     return fd;
   }
 
+  static std::vector<unique_fd> lock_dirs(const engine_options& o) {
+    std::vector<unique_fd> held;
+    held.push_back(lock_dir(o.root));
+    held.push_back(lock_dir(o.runroot));
+    return held;
+  }
+
   explicit impl(engine_options o)
-    : opts(std::move(o)), sys(configure(cfg, opts)) {
-    locks.push_back(lock_dir(opts.root));
-    locks.push_back(lock_dir(opts.runroot));
+    : opts(std::move(o)), locks(lock_dirs(opts)), sys(configure(cfg, opts)) {
     images = sys.spawn(images_actor,
                        image_options{opts.root, opts.registries_conf});
     // A store that cannot open is a daemon that cannot serve: say so now.

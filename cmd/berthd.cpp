@@ -244,6 +244,7 @@ int main(int argc, char** argv) {
     engine = std::make_unique<actors::engine>(opts.engine);
   } catch (const std::exception& e) {
     log->error("starting: {}", e.what());
+    uv_loop_close(&loop);
     return 1;
   }
   varlink::server srv{&loop, opts.server};
