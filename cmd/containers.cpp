@@ -142,7 +142,8 @@ std::optional<int64_t> to_size(const std::string& v) {
   if (i == 0)
     return std::nullopt;
   char* end = nullptr;
-  double n = std::strtod(v.substr(0, i).c_str(), &end);
+  auto number = v.substr(0, i); // `end` points into it
+  double n = std::strtod(number.c_str(), &end);
   if (*end)
     return std::nullopt;
   std::string unit;
