@@ -559,7 +559,8 @@ class HostileLayerTest(ImageTest):
             extra = set(listdir(self.root)) - {"blobs", "layers", "tmp", "state.db",
                                                  "state.db-wal", "state.db-shm",
                                                  "containers", "containers.db",
-                                                 "containers.db-wal", "containers.db-shm"}
+                                                 "containers.db-wal", "containers.db-shm",
+                                                 "berthd.lock"}
             self.assertEqual(listdir(os.path.join(self.root, "containers")), [])
             self.assertEqual(extra, set(), "unexpected entries in ROOT")
             for n in listdir(self.layers_dir):
