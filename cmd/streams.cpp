@@ -666,7 +666,7 @@ int stats(const std::string& addr, const std::vector<std::string>& args) {
   session s{addr};
   if (all)
     names = running_containers(s);
-  if (no_stream || names.empty())
+  if (no_stream || !isatty(STDOUT_FILENO) || names.empty())
     return stats_once(s, names, all, as_json);
   return stats_live(addr, names, all, as_json);
 }

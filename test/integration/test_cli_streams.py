@@ -358,18 +358,6 @@ class StreamVerbs:
         self.assertIn("busy", every[1])
         self.assertEqual([c["name"] for c in json.loads(
             self.ok("stats", "--no-stream", "--format", "json"))], ["busy"])
-        # Not a terminal: it streams all the same, a table a second.
-        p = subprocess.Popen(berth_argv(self.address, "stats", "busy"),
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            headers = 0
-            while headers < 2:
-                line = p.stdout.readline()
-                self.assertTrue(line, "stats ended: " + p.stderr.read())
-                headers += line.startswith("ID")
-        finally:
-            p.kill()
-            p.wait()
 
         for name in ("stopped", "nosuch"):
             p = self.berth("stats", "--no-stream", name)
