@@ -380,6 +380,9 @@ for img in "${IMAGES[@]}"; do
             # Short paths: podman refuses a runroot longer than 50 characters.
             RUN_NO=$((RUN_NO + 1))
             d=$TMP/$RUN_NO
+            # Each tool starts with nothing left to write back: berth's
+            # syncfs would otherwise also pay for the last tool's writes.
+            sync
             if "${FN[$tool]}" "$img" "$d"; then
                 if ((r >= 0)); then
                     TIMES[$img/$tool]+="$MS "
@@ -390,8 +393,9 @@ for img in "${IMAGES[@]}"; do
                     fi
                 fi
             fi
+            # Removed at the end, not here: ext4 frees a big tree in the
+            # background, and that would land on the next tool's clock.
             unmount_under "$d"
-            rm -rf "$d"
         done
         printf '.' >&2
     done

@@ -8,6 +8,7 @@ packages=(
   g++ cmake ninja-build pkg-config python3 git
   libcaf-dev libsimdjson-dev libuv1-dev liburing-dev libspdlog-dev
   libfmt-dev libboost-test-dev libsqlite3-dev libarchive-dev libzstd-dev
+  libisal-dev
   libcurl4-openssl-dev libssl-dev
   # running containers: the OCI runtimes, their monitor, the init for --init
   runc crun conmon catatonit

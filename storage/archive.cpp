@@ -177,7 +177,8 @@ bool write_file(const std::string& path, std::string_view data,
 // Copies what is left of `in` to `out` (when >= 0), hashing it; `total`
 // only feeds `progress`, which may cancel.
 bool copy_hashed(int in, int out, std::string& digest, uint64_t total,
-                 const transfer_progress& progress, std::string& err) {
+                 const transfer_progress& progress, std::string& err,
+                 const blob_tap* tap = nullptr) {
   sha256 h;
   std::unique_ptr<char[]> buf{new char[copy_block]};
   uint64_t done = 0;
@@ -196,6 +197,8 @@ bool copy_hashed(int in, int out, std::string& digest, uint64_t total,
       err = "writing: " + errno_text(errno);
       return false;
     }
+    if (tap && tap->chunk)
+      tap->chunk(buf.get(), size_t(n));
     done += uint64_t(n);
     if (progress && !progress(done, total)) {
       err = "cancelled";
@@ -371,8 +374,8 @@ public:
   }
 
   bool fetch_blob(const std::string& digest, int fd,
-                  const transfer_progress& progress,
-                  std::string& err) override {
+                  const transfer_progress& progress, std::string& err,
+                  const blob_tap* tap) override {
     auto rel = path_of(digest);
     if (rel.empty() || !valid_digest(digest)) {
       err = "reading blob " + digest + ": not in the archive";
@@ -385,7 +388,8 @@ public:
       return false;
     }
     std::string got;
-    if (!copy_hashed(in.get(), fd, got, uint64_t(st.st_size), progress, err)) {
+    if (!copy_hashed(in.get(), fd, got, uint64_t(st.st_size), progress, err,
+                     tap)) {
       err = "copying blob " + digest + ": " + err;
       return false;
     }

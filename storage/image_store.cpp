@@ -195,10 +195,22 @@ bool image_store::has_blob(const std::string& digest) const {
   return stat(blob_path(digest).c_str(), &st) == 0;
 }
 
+bool image_store::sync_dir(const std::string& dir, std::string& err) const {
+  // The whole tree must be on disk before a rename publishes it; one
+  // syncfs of the store's file system is far cheaper than a fsync a file.
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  bool synced = fd >= 0 && syncfs(fd) == 0;
+  if (fd >= 0)
+    ::close(fd);
+  if (!synced)
+    err = "syncing " + dir + ": " + std::strerror(errno);
+  return synced;
+}
+
 bool image_store::put_blob(const std::string& digest, const std::string& file,
-                           std::string& err) {
+                           std::string& err, bool sync) {
   auto dest = blob_path(digest);
-  if (!fsync_path(file, O_RDONLY) || rename(file.c_str(), dest.c_str()) < 0 ||
+  if ((sync && !fsync_path(file, O_RDONLY)) || rename(file.c_str(), dest.c_str()) < 0 ||
       !fsync_path(root_ + "/blobs/sha256", O_RDONLY | O_DIRECTORY)) {
     err = "storing blob " + digest + ": " + std::strerror(errno);
     return false;
@@ -226,18 +238,10 @@ bool image_store::has_layer(const std::string& chain) {
 }
 
 bool image_store::put_layer(const std::string& chain, const std::string& dir,
-                            std::string& err) {
+                            std::string& err, bool sync) {
   auto dest = layer_path(chain);
-  // The whole tree must be on disk before the rename publishes it; one
-  // syncfs of the store's file system is far cheaper than a fsync a file.
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  bool synced = fd >= 0 && syncfs(fd) == 0;
-  if (fd >= 0)
-    ::close(fd);
-  if (!synced) {
-    err = "syncing layer " + chain + ": " + std::strerror(errno);
+  if (sync && !sync_dir(dir, err))
     return false;
-  }
   if (rename(dir.c_str(), dest.c_str()) < 0) {
     if (errno == EEXIST || errno == ENOTEMPTY) {
       // Another pull unpacked the same layer first: keep theirs.

@@ -46,15 +46,20 @@ public:
   std::string layer_path(const std::string& chain_id) const;
   /// A fresh directory for downloads and unpacking, removed on `open`.
   std::string make_temp_dir(std::string& err) const;
-  /// Moves a verified file into the blob store (fsync, rename).
+  /// Puts everything below `dir` (a temporary directory) on disk, with one
+  /// syncfs of the store's file system.
+  bool sync_dir(const std::string& dir, std::string& err) const;
+  /// Moves a verified file into the blob store (fsync unless `sync` is
+  /// false because `sync_dir` did it, rename).
   bool put_blob(const std::string& digest, const std::string& file,
-                std::string& err);
+                std::string& err, bool sync = true);
   bool has_blob(const std::string& digest) const;
   bool has_layer(const std::string& chain_id);
   /// Moves an unpacked directory into place as layer `chain_id`; it
-  /// becomes visible only with the image that uses it.
+  /// becomes visible only with the image that uses it. `sync` as for
+  /// `put_blob`.
   bool put_layer(const std::string& chain_id, const std::string& dir,
-                 std::string& err);
+                 std::string& err, bool sync = true);
 
   /// Records an image (or adds names to it); names move from any image
   /// that had them.

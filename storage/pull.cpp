@@ -6,6 +6,7 @@
 #include "storage/layer.hpp"
 #include "storage/reference.hpp"
 #include "storage/registry.hpp"
+#include "protocol/unique_fd.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -14,6 +15,7 @@
 #include <fcntl.h>
 #include <filesystem>
 #include <mutex>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <thread>
 #include <unistd.h>
@@ -49,14 +51,101 @@ public:
   }
 
   bool fetch_blob(const std::string& digest, int fd,
-                  const transfer_progress& progress,
-                  std::string& err) override {
-    return client_.fetch_blob(repository_, digest, fd, progress, err);
+                  const transfer_progress& progress, std::string& err,
+                  const blob_tap* tap) override {
+    return client_.fetch_blob(repository_, digest, fd, progress, err, tap);
   }
 
 private:
   registry_client& client_;
   std::string repository_;
+};
+
+/// Unpacks a layer while its blob arrives. The bytes the source writes are
+/// also sent through a socket pair to a thread that unpacks them into
+/// `diff`. The result counts only if that thread saw exactly the bytes that
+/// were then verified against the digest: after a retry that started the
+/// blob over, or from a source that does not show its bytes, the caller
+/// unpacks the stored file instead.
+class streamed_unpack {
+public:
+  explicit streamed_unpack(std::string diff) : diff_(std::move(diff)) {
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+      broken_ = true;
+      return;
+    }
+    writer_.reset(sv[0]);
+    reader_.reset(sv[1]);
+    // A deeper buffer lets the download run ahead of a busy unpacker.
+    int size = 4 << 20;
+    setsockopt(writer_.get(), SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
+    setsockopt(reader_.get(), SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+    tap_.chunk = [this](const char* p, size_t n) { send_chunk(p, n); };
+    tap_.rewound = [this] { stop_sending(); };
+    thread_ = std::thread{[this] {
+      ok_ = unpack_layer(reader_.get(), diff_, stats_, err_);
+      // Closing our end tells a sender still writing to stop.
+      reader_.reset();
+    }};
+  }
+
+  streamed_unpack(const streamed_unpack&) = delete;
+  streamed_unpack& operator=(const streamed_unpack&) = delete;
+
+  ~streamed_unpack() { finish(); }
+
+  const blob_tap* tap() const { return broken_ ? nullptr : &tap_; }
+
+  /// Ends the stream and waits for the unpacker.
+  void finish() {
+    writer_.reset();
+    if (thread_.joinable())
+      thread_.join();
+  }
+
+  /// Whether the unpacker saw all `size` bytes of the blob, and only them.
+  bool saw_whole_blob(uint64_t size) const {
+    return !broken_ && sent_ == size;
+  }
+
+  bool ok() const { return ok_; }
+  const unpack_stats& stats() const { return stats_; }
+  const std::string& error() const { return err_; }
+
+private:
+  void send_chunk(const char* p, size_t n) {
+    while (!broken_ && n > 0) {
+      auto sent = ::send(writer_.get(), p, n, MSG_NOSIGNAL);
+      if (sent < 0 && errno == EINTR)
+        continue;
+      if (sent <= 0) {
+        // The unpacker stopped reading: it failed, and says why.
+        stop_sending();
+        return;
+      }
+      sent_ += uint64_t(sent);
+      p += sent;
+      n -= size_t(sent);
+    }
+  }
+
+  void stop_sending() {
+    broken_ = true;
+    if (writer_)
+      ::shutdown(writer_.get(), SHUT_WR);
+  }
+
+  std::string diff_;
+  unique_fd writer_;
+  unique_fd reader_;
+  blob_tap tap_;
+  std::thread thread_;
+  uint64_t sent_ = 0;
+  bool broken_ = false;
+  bool ok_ = false;
+  unpack_stats stats_;
+  std::string err_;
 };
 
 /// One image on its way into the store.
@@ -161,18 +250,13 @@ private:
     return ok;
   }
 
-  // Fetches a blob, verified, through a temporary file into the blob store.
-  bool fetch_into_store(const std::string& digest, bool report,
-                        std::string& err) {
-    auto dir = store_.make_temp_dir(err);
-    if (dir.empty())
-      return false;
-    auto path = dir + "/blob";
-    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-                    0600);
-    if (fd < 0) {
+  // Fetches a blob, verified, into `path` (created); `tap` sees the bytes.
+  bool fetch_file(const std::string& digest, const std::string& path,
+                  bool report, const blob_tap* tap, std::string& err) {
+    unique_fd fd{::open(path.c_str(),
+                        O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)};
+    if (!fd) {
       err = "creating " + path + ": " + std::strerror(errno);
-      remove_dir(dir);
       return false;
     }
     int last_tenth = -1;
@@ -187,9 +271,18 @@ private:
       }
       return !ev_.cancelled();
     };
-    bool ok = source_.fetch_blob(digest, fd, progress, err);
-    ::close(fd);
-    ok = ok && store_.put_blob(digest, path, err);
+    return source_.fetch_blob(digest, fd.get(), progress, err, tap);
+  }
+
+  // Fetches a blob, verified, through a temporary file into the blob store.
+  bool fetch_into_store(const std::string& digest, bool report,
+                        std::string& err) {
+    auto dir = store_.make_temp_dir(err);
+    if (dir.empty())
+      return false;
+    auto path = dir + "/blob";
+    bool ok = fetch_file(digest, path, report, nullptr, err) &&
+              store_.put_blob(digest, path, err);
     remove_dir(dir);
     return ok;
   }
@@ -215,26 +308,71 @@ private:
       l.size = layer_size(l.chain_id);
       return store_.has_blob(l.blob) || fetch_into_store(l.blob, false, err);
     }
-    if (!store_.has_blob(l.blob) && !fetch_into_store(l.blob, true, err))
-      return false;
     auto dir = store_.make_temp_dir(err);
     if (dir.empty())
       return false;
-    auto diff = dir + "/diff";
-    unpack_stats st;
-    bool ok = mkdir(diff.c_str(), 0755) == 0 &&
-              unpack_layer(store_.blob_path(l.blob), diff, st, err);
-    if (ok && st.diff_id != l.diff_id) {
-      err = "layer " + l.blob + ": content is " + st.diff_id +
-            ", the image configuration says " + l.diff_id;
-      ok = false;
-    }
-    l.size = int64_t(st.size);
-    ok = ok && store_.put_layer(l.chain_id, dir, err);
-    if (!ok) {
+    bool ok = unpack_into(l, dir, err);
+    if (!ok)
       remove_dir(dir);
+    return ok;
+  }
+
+  // Brings layer `l` into the store through the temporary directory
+  // `dir`: its blob (fetched unless stored) and its unpacked tree.
+  bool unpack_into(layer_record& l, const std::string& dir,
+                   std::string& err) {
+    auto diff = dir + "/diff";
+    if (mkdir(diff.c_str(), 0755) < 0) {
+      err = "creating " + diff + ": " + std::strerror(errno);
       return false;
     }
+    unpack_stats st;
+    bool have_blob = store_.has_blob(l.blob);
+    if (have_blob) {
+      if (!unpack_layer(store_.blob_path(l.blob), diff, st, err))
+        return false;
+    } else {
+      auto blob = dir + "/blob";
+      streamed_unpack su{diff};
+      bool fetched = fetch_file(l.blob, blob, true, su.tap(), err);
+      su.finish();
+      if (!fetched)
+        return false;
+      struct stat bs;
+      if (stat(blob.c_str(), &bs) < 0) {
+        err = "reading " + blob + ": " + std::strerror(errno);
+        return false;
+      }
+      if (su.saw_whole_blob(uint64_t(bs.st_size))) {
+        if (!su.ok()) {
+          err = su.error();
+          return false;
+        }
+        st = su.stats();
+      } else {
+        // The stream did not carry exactly this blob: start again from the
+        // verified file.
+        remove_dir(diff);
+        if (mkdir(diff.c_str(), 0755) < 0) {
+          err = "creating " + diff + ": " + std::strerror(errno);
+          return false;
+        }
+        if (!unpack_layer(blob, diff, st, err))
+          return false;
+      }
+    }
+    if (st.diff_id != l.diff_id) {
+      err = "layer " + l.blob + ": content is " + st.diff_id +
+            ", the image configuration says " + l.diff_id;
+      return false;
+    }
+    l.size = int64_t(st.size);
+    // One sync puts the blob and the tree on disk before either is renamed
+    // into place.
+    if (!store_.sync_dir(dir, err) ||
+        (!have_blob && !store_.put_blob(l.blob, dir + "/blob", err, false)) ||
+        !store_.put_layer(l.chain_id, dir, err, false))
+      return false;
     ev_.log("Copying blob " + short_digest(l.blob) + " done\n");
     return true;
   }

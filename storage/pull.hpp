@@ -38,10 +38,13 @@ public:
 
   /// Writes the blob `digest` into `fd` (an empty file open for writing),
   /// verified against its digest; false with `err` naming the blob.
-  /// `progress` is called as bytes move; returning false cancels.
+  /// `progress` is called as bytes move; returning false cancels. A source
+  /// may show `tap` the bytes as it writes them (so that a layer can be
+  /// unpacked while it arrives); one that does not is still correct, only
+  /// slower.
   virtual bool fetch_blob(const std::string& digest, int fd,
-                          const transfer_progress& progress,
-                          std::string& err) = 0;
+                          const transfer_progress& progress, std::string& err,
+                          const blob_tap* tap) = 0;
 };
 
 /// The import path every image takes into the store: checks the manifest

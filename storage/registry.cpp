@@ -1081,7 +1081,7 @@ bool registry_client::get_manifest(const std::string& repository,
 bool registry_client::fetch_blob(const std::string& repository,
                                  const std::string& digest, int fd,
                                  const transfer_progress& progress,
-                                 std::string& err) {
+                                 std::string& err, const blob_tap* tap) {
   off_t start = ::lseek(fd, 0, SEEK_CUR);
   uint64_t done = 0;
   auto consume = [&](const char* p, size_t n, uint64_t total,
@@ -1090,6 +1090,8 @@ bool registry_client::fetch_blob(const std::string& repository,
       why = std::string("writing: ") + std::strerror(errno);
       return false;
     }
+    if (tap && tap->chunk)
+      tap->chunk(p, n);
     done += n;
     if (progress && !progress(done, total)) {
       why = "cancelled";
@@ -1099,6 +1101,8 @@ bool registry_client::fetch_blob(const std::string& repository,
   };
   auto restart = [&](std::string& why) {
     done = 0;
+    if (tap && tap->rewound)
+      tap->rewound();
     if (start >= 0 && ::lseek(fd, start, SEEK_SET) == start &&
         ::ftruncate(fd, start) == 0)
       return true;

@@ -73,6 +73,14 @@ struct manifest {
 /// Returning false cancels the transfer with the error "cancelled".
 using transfer_progress = std::function<bool(uint64_t done, uint64_t total)>;
 
+/// Sees a blob's bytes as they are written: `chunk` after each write, in
+/// order, and `rewound` when a retry starts the blob over. Either may be
+/// empty.
+struct blob_tap {
+  std::function<void(const char* data, size_t size)> chunk;
+  std::function<void()> rewound;
+};
+
 /// Options for talking to `registry`: TLS is verified unless `tls_verify`
 /// says otherwise or the registry is listed as insecure; `creds` is
 /// "user:pass" (or just a user).
@@ -123,8 +131,10 @@ public:
   /// digest as it goes. A retry after a partial transfer rewinds and
   /// truncates `fd` (so it must be seekable to be retried). On a mismatch
   /// the bytes stay written and the error says which digest arrived.
+  /// `tap`, when given, sees every byte written and every rewind.
   bool fetch_blob(const std::string& repository, const std::string& digest,
-                  int fd, const transfer_progress& progress, std::string& err);
+                  int fd, const transfer_progress& progress, std::string& err,
+                  const blob_tap* tap = nullptr);
 
   /// Fetches a small blob (an image config) into memory, verified; fails
   /// when it is larger than `max_size`.

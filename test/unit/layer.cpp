@@ -20,6 +20,7 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <thread>
 #include <string>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -795,6 +796,78 @@ BOOST_AUTO_TEST_CASE(truncated_archives) {
   if (unpack_layer(t.archive, t.dest, stats, err))
     BOOST_CHECK_EQUAL(stats.diff_id, reference_digest(tar));
   BOOST_TEST_MESSAGE("gzip trailer: " << err);
+}
+
+// gzip allows members one after another; a layer may be written that way.
+// Whatever follows the last member without being one is ignored.
+BOOST_AUTO_TEST_CASE(gzip_members_and_trailing_bytes) {
+  auto tar = make_tar({{.path = "a", .data = random_bytes(300000, 5)},
+                       {.path = "b", .data = random_bytes(70000, 6)}});
+  auto half = tar.size() / 2;
+  auto members = compress(tar.substr(0, half), ARCHIVE_FILTER_GZIP) +
+                 compress(tar.substr(half), ARCHIVE_FILTER_GZIP);
+  for (auto& bytes : {members, members + std::string(1000, '\0')}) {
+    tmp_fixture t;
+    t.write_archive(bytes);
+    unpack_stats stats;
+    std::string err;
+    BOOST_TEST_REQUIRE(unpack_layer(t.archive, t.dest, stats, err), err);
+    BOOST_CHECK_EQUAL(stats.diff_id, reference_digest(tar));
+    BOOST_CHECK_EQUAL(fs::file_size(t.dest / "b"), 70000u);
+  }
+}
+
+// The gzip trailer's CRC is checked: a layer whose content does not match it
+// is refused even though it inflates.
+BOOST_AUTO_TEST_CASE(gzip_checksum) {
+  auto packed = compress(make_tar({{.path = "a", .data = "abc"}}),
+                         ARCHIVE_FILTER_GZIP);
+  packed[packed.size() - 8] ^= 0x55; // the CRC-32 comes before the size
+  tmp_fixture t;
+  t.write_archive(packed);
+  unpack_stats stats;
+  std::string err;
+  BOOST_CHECK(!unpack_layer(t.archive, t.dest, stats, err));
+  BOOST_CHECK_MESSAGE(err.find("gzip: checksum mismatch") != std::string::npos,
+                      err);
+}
+
+// A layer read from a pipe (as a pull feeds it while the blob downloads)
+// unpacks the same, and the whole pipe is read: the writer never blocks on
+// bytes after the archive.
+BOOST_AUTO_TEST_CASE(from_a_pipe) {
+  std::signal(SIGPIPE, SIG_IGN); // a failed unpack shows as a failed check
+  auto tar = make_tar({{.path = "a", .data = random_bytes(2000000, 7)},
+                       {.path = "d/b", .data = "b"}});
+  for (int filter : {ARCHIVE_FILTER_GZIP, ARCHIVE_FILTER_ZSTD,
+                     ARCHIVE_FILTER_NONE}) {
+    // Bytes after the archive: gzip and tar ignore them (libarchive's zstd
+    // reader does not).
+    auto bytes = compress(tar, filter);
+    if (filter != ARCHIVE_FILTER_ZSTD)
+      bytes += std::string(200000, '\0');
+    tmp_fixture t;
+    int p[2];
+    BOOST_TEST_REQUIRE(pipe2(p, O_CLOEXEC) == 0);
+    bool written = false;
+    std::thread writer{[&] {
+      written = write(p[1], bytes.data(), bytes.size()) ==
+                ssize_t(bytes.size());
+      close(p[1]);
+    }};
+    unpack_stats stats;
+    std::string err;
+    bool ok = unpack_layer(p[0], t.dest.string(), stats, err);
+    close(p[0]);
+    writer.join();
+    BOOST_TEST_REQUIRE(ok, "filter " << filter << ": " << err);
+    BOOST_CHECK(written);
+    // Uncompressed, the trailing bytes are part of the stream (of its diff
+    // ID) too.
+    BOOST_CHECK_EQUAL(stats.diff_id, reference_digest(
+        filter == ARCHIVE_FILTER_NONE ? bytes : tar));
+    BOOST_CHECK_EQUAL(fs::file_size(t.dest / "a"), 2000000u);
+  }
 }
 
 BOOST_AUTO_TEST_CASE(garbage) {
