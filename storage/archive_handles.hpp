@@ -28,6 +28,16 @@ inline std::string archive_error(archive* a, const char* fallback) {
   return text ? text : fallback;
 }
 
+/// Sets reader `a` up to read a compressed stream (gzip, zstd, bzip2, xz or
+/// none) as its single, uncompressed entry.
+inline void support_compressed_stream(archive* a) {
+  archive_read_support_filter_gzip(a);
+  archive_read_support_filter_zstd(a);
+  archive_read_support_filter_bzip2(a);
+  archive_read_support_filter_xz(a);
+  archive_read_support_format_raw(a);
+}
+
 /// A reader of `fd` that undoes gzip, zstd, bzip2 or xz compression (or
 /// none), positioned on its one entry: the whole uncompressed stream. Null
 /// with `err` set ("out of memory", libarchive's text, else `fallback`).
@@ -38,11 +48,7 @@ inline archive_reader open_decompressing(int fd, size_t block, std::string& err,
     err = "out of memory";
     return nullptr;
   }
-  archive_read_support_filter_gzip(a.get());
-  archive_read_support_filter_zstd(a.get());
-  archive_read_support_filter_bzip2(a.get());
-  archive_read_support_filter_xz(a.get());
-  archive_read_support_format_raw(a.get());
+  support_compressed_stream(a.get());
   archive_entry* entry = nullptr;
   if (archive_read_open_fd(a.get(), fd, block) != ARCHIVE_OK ||
       archive_read_next_header(a.get(), &entry) != ARCHIVE_OK) {

@@ -271,11 +271,7 @@ public:
       err = "out of memory";
       return false;
     }
-    archive_read_support_filter_gzip(raw_.get());
-    archive_read_support_filter_zstd(raw_.get());
-    archive_read_support_filter_bzip2(raw_.get());
-    archive_read_support_filter_xz(raw_.get());
-    archive_read_support_format_raw(raw_.get());
+    support_compressed_stream(raw_.get());
     archive_entry* entry = nullptr;
     if (archive_read_open(raw_.get(), this, nullptr, feed, nullptr) !=
             ARCHIVE_OK ||
