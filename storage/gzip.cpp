@@ -97,14 +97,12 @@ bool gzip_layer(const std::string& source, const std::string& dest,
       return fail(archive_error(reader.get(), "corrupt input"));
     plain.update(buf, size);
     if (size > 0 && archive_write_data(a.get(), buf, size) != la_ssize_t(size))
-      return fail(sink.error ? "writing " + dest + ": " +
-                                   errno_text(sink.error)
+      return fail(sink.error ? "writing " + dest + ": " + errno_text(sink.error)
                              : archive_error(a.get(), "write failed"));
   }
   if (archive_write_close(a.get()) != ARCHIVE_OK)
-    return fail(sink.error
-                    ? "writing " + dest + ": " + errno_text(sink.error)
-                    : archive_error(a.get(), "write failed"));
+    return fail(sink.error ? "writing " + dest + ": " + errno_text(sink.error)
+                           : archive_error(a.get(), "write failed"));
   out.digest = sink.hash.digest();
   out.diff_id = plain.digest();
   out.size = sink.size;

@@ -71,7 +71,6 @@ CREATE INDEX IF NOT EXISTS image_blobs_by_layer ON image_blobs(chain_id);
 /// image_blobs records every blob of every image.
 constexpr int64_t schema_version = 1;
 
-
 bool is_hex(std::string_view s) {
   return !s.empty() && s.find_first_not_of("0123456789abcdef") ==
                            std::string_view::npos;
@@ -216,8 +215,7 @@ bool image_store::record_blobs(const std::string& id,
                      "VALUES (?, ?, ?, ?)"};
   for (auto& b : blobs) {
     add.reset();
-    add.bind(1, id).bind(2, b.digest).bind(3, b.chain_id)
-        .bind(4, b.media_type);
+    add.bind(1, id).bind(2, b.digest).bind(3, b.chain_id).bind(4, b.media_type);
     if (!add.run()) {
       err = "recording the blobs of image " + id + ": " + db_.last_error();
       return false;

@@ -125,21 +125,20 @@ layout make_layout(const fs::path& dir, const std::string& label,
   for (size_t i = 0; i < layers.size(); ++i) {
     out.layer_digests.push_back(put(layers[i].bytes));
     diff_ids += (i ? ",\"" : "\"") + layers[i].diff_id + "\"";
-    descriptors += (i ? "," : "") +
-                   descriptor(layers[i].media_type, out.layer_digests.back(),
-                              layers[i].bytes.size());
+    descriptors += (i ? "," : "") + descriptor(layers[i].media_type,
+                                               out.layer_digests.back(),
+                                               layers[i].bytes.size());
   }
   auto config = R"({"architecture":"amd64","os":"linux","config":)"
                 R"({"Labels":{"label":")" +
                 label + R"("}},"rootfs":{"type":"layers","diff_ids":[)" +
                 diff_ids + "]}}";
   out.config_digest = put(config);
-  auto manifest =
-      R"({"schemaVersion":2,"mediaType":")" + std::string{oci_manifest_type} +
-      R"(","config":)" +
-      descriptor("application/vnd.oci.image.config.v1+json",
-                 out.config_digest, config.size()) +
-      R"(,"layers":[)" + descriptors + "]}";
+  auto manifest = R"({"schemaVersion":2,"mediaType":")" +
+                  std::string{oci_manifest_type} + R"(","config":)" +
+                  descriptor("application/vnd.oci.image.config.v1+json",
+                             out.config_digest, config.size()) +
+                  R"(,"layers":[)" + descriptors + "]}";
   out.manifest_digest = put(manifest);
   write(dir / "oci-layout", R"({"imageLayoutVersion":"1.0.0"})");
   write(dir / "index.json",
@@ -295,9 +294,9 @@ BOOST_AUTO_TEST_CASE(directory_saves_compress_every_layer) {
     std::string manifest_type;
     const char* layer_type;
   };
-  for (auto& w : {want{"oci-dir", std::string{oci_manifest_type}, oci_gzip},
-                  want{"docker-dir", std::string{docker_manifest_type},
-                       docker_gzip}}) {
+  for (auto& w :
+       {want{"oci-dir", std::string{oci_manifest_type}, oci_gzip},
+        want{"docker-dir", std::string{docker_manifest_type}, docker_gzip}}) {
     BOOST_TEST_CONTEXT(w.name) {
       auto out = f.at(w.name);
       save_to(f.store(), img, image_format::directory, w.manifest_type, true,
@@ -333,16 +332,16 @@ BOOST_AUTO_TEST_CASE(directory_saves_compress_every_layer) {
   auto at = index.find("sha256:");
   BOOST_REQUIRE(at != std::string::npos);
   auto layout_manifest = index.substr(at, 71);
-  std::string body = read_file(f.at("oci") / "blobs" / "sha256" /
-                               hex(layout_manifest));
+  std::string body =
+      read_file(f.at("oci") / "blobs" / "sha256" / hex(layout_manifest));
   BOOST_TEST(digest_of(body) == layout_manifest);
   image_manifest lm;
   std::string err;
   BOOST_REQUIRE_MESSAGE(parse_image_manifest(body, lm, err), err);
   for (auto& l : lm.layers) {
     BOOST_TEST(l.media_type == oci_gzip);
-    BOOST_TEST(is_gzip(read_file(f.at("oci") / "blobs" / "sha256" /
-                                 hex(l.digest))));
+    BOOST_TEST(
+        is_gzip(read_file(f.at("oci") / "blobs" / "sha256" / hex(l.digest))));
   }
   save_to(f.store(), img, image_format::directory, "", false, f.at("plain"));
   auto m = saved_manifest(f.at("plain"), body);
@@ -357,15 +356,14 @@ BOOST_AUTO_TEST_CASE(archives_ignore_compress) {
   auto src = make_layout(f.at("src"), "archive",
                          {make_layer("plain archive", packing::plain)});
   auto img = load(f.store(), f.at("src"));
-  save_to(f.store(), img, image_format::oci_archive, "", true,
-          f.at("a.tar"));
+  save_to(f.store(), img, image_format::oci_archive, "", true, f.at("a.tar"));
   // The layer goes into the archive as stored: plain, under its digest.
   BOOST_TEST(run("mkdir " + f.at("a").string() + " && tar -C " +
                  f.at("a").string() + " -xf " + f.at("a.tar").string()));
   BOOST_TEST(read_file(f.at("a") / "index.json").find(src.manifest_digest) !=
              std::string::npos);
-  BOOST_TEST(fs::exists(f.at("a") / "blobs" / "sha256" /
-                        hex(src.layer_digests[0])));
+  BOOST_TEST(
+      fs::exists(f.at("a") / "blobs" / "sha256" / hex(src.layer_digests[0])));
 }
 
 // ---- blobs live as long as an image names them -----------------------------
@@ -450,9 +448,9 @@ BOOST_AUTO_TEST_CASE(shared_blobs_stay_while_an_image_names_them) {
   auto left = blob_files(f.store());
   BOOST_TEST(left == blobs_of(two));
   BOOST_TEST(left.count(hex(one.layer_digests[0])) == 1u);
-  BOOST_TEST(contains_none(left, {hex(one.layer_digests[1]),
-                                  hex(one.config_digest),
-                                  hex(one.manifest_digest)}));
+  BOOST_TEST(
+      contains_none(left, {hex(one.layer_digests[1]), hex(one.config_digest),
+                           hex(one.manifest_digest)}));
   BOOST_REQUIRE_MESSAGE(f.store().remove(b.id, err), err);
   BOOST_TEST(blob_files(f.store()).empty());
 }
@@ -461,7 +459,8 @@ BOOST_AUTO_TEST_CASE(shared_blobs_stay_while_an_image_names_them) {
 
 BOOST_AUTO_TEST_CASE(open_removes_blobs_no_image_names) {
   fixture f;
-  auto l = make_layout(f.at("img"), "kept", {make_layer("kept", packing::gzip)});
+  auto l =
+      make_layout(f.at("img"), "kept", {make_layer("kept", packing::gzip)});
   load(f.store(), f.at("img"));
   // What a removal that committed and then crashed leaves: an unnamed file.
   auto stray = std::string(64, 'a');
