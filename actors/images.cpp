@@ -416,6 +416,7 @@ public:
       add_name(req.names, qualify_tag(t));
     // The client fetches one file: directories are tarred.
     req.as_tar = true;
+    req.compress = o.compress;
     std::string err;
     if (!reserve_upload(std::string{save_prefix} + "XXXXXX", req.destination,
                         err))
@@ -447,6 +448,7 @@ public:
       return;
     req.format = dest.format;
     req.destination = dest.path;
+    req.compress = in.compress;
     std::string name;
     if (dest.ref.empty())
       req.names = names_for(in.name, req.image);

@@ -39,7 +39,10 @@ Images:
   load [-i FILE] [-q] [NAME]    a docker-archive, oci-archive or OCI
                      layout tarball (standard input without -i)
   save [-o FILE|DIR] [--format oci-archive|docker-archive|oci-dir|docker-dir]
-       [-q] IMAGE [TAG...]      to standard output without -o
+       [--compress] [-q] IMAGE [TAG...]
+                     to standard output without -o; --compress writes
+                     every layer of oci-dir and docker-dir gzip-compressed
+                     (the archives ignore it)
   import FILE [REFERENCE] [-c CHANGE]... [-m MESSAGE]
                      a root file system tarball as a one-layer image
   search [--limit N] [--tls-verify=false] [--filter is-official=BOOL|

@@ -411,12 +411,14 @@ int load(const std::string& addr, const std::vector<std::string>& args) {
 
 int save(const std::string& addr, const std::vector<std::string>& args) {
   std::string output, format = "oci-archive";
-  bool quiet = false;
+  bool quiet = false, compress = false;
   std::vector<std::string> names;
   for (size_t i = 0; i < args.size(); ++i) {
     option_reader o{args, i};
     if (args[i] == "-q" || args[i] == "--quiet")
       quiet = true;
+    else if (args[i] == "--compress")
+      compress = true;
     else if (o.is("--output"))
       output = o.value("--output");
     else if (args[i] == "-o")
@@ -445,7 +447,7 @@ int save(const std::string& addr, const std::vector<std::string>& args) {
   w.key("outputType"), w.value("");
   w.key("moreTags"), encode(w, std::vector(names.begin() + 1, names.end()));
   w.key("quiet"), w.value(quiet);
-  w.key("compress"), w.value(false);
+  w.key("compress"), w.value(compress);
   w.end_object();
   w.end_object();
   session s{addr};

@@ -9,6 +9,7 @@
 #include "storage/archive_handles.hpp"
 #include "storage/digest.hpp"
 #include "storage/errno_text.hpp"
+#include "storage/gzip.hpp"
 #include "storage/layer.hpp"
 #include "storage/open_at.hpp"
 #include "storage/reference.hpp"
@@ -961,6 +962,42 @@ bool convert_manifest(image_parts& p, std::string_view type,
   return true;
 }
 
+bool gzip_compressed(std::string_view type) {
+  return type == oci_layer_gzip || type == docker_layer_gzip ||
+         type == oci_foreign_gzip || type == docker_foreign_gzip;
+}
+
+// Makes every layer of `p` gzip, recompressing the others into `dir`
+// (each checked against its diff ID), and describes them in p's manifest.
+bool gzip_layers(image_parts& p, const std::string& dir, std::string& err) {
+  bool docker = p.manifest_type == docker_manifest_type;
+  bool changed = false;
+  for (size_t i = 0; i < p.layers.size(); ++i) {
+    auto& l = p.layers[i];
+    if (gzip_compressed(l.media_type))
+      continue;
+    gzipped_layer gz;
+    auto file = dir + "/layer-" + std::to_string(i) + ".gz";
+    if (!gzip_layer(l.file, file, gz, err))
+      return false;
+    if (gz.diff_id != p.diff_ids[i]) {
+      err = "layer " + l.digest + " unpacks to " + gz.diff_id +
+            ", the configuration says " + p.diff_ids[i];
+      return false;
+    }
+    l = {std::string{docker ? docker_layer_gzip : oci_layer_gzip}, gz.digest,
+         gz.size, file};
+    changed = true;
+  }
+  if (!changed)
+    return true;
+  p.manifest_type = docker ? docker_manifest_type : oci_manifest_type;
+  p.config.media_type = docker ? docker_config_type : oci_config_type;
+  p.manifest_body = render_manifest(p.manifest_type, p.config, p.layers);
+  p.manifest_digest = digest_of(p.manifest_body);
+  return true;
+}
+
 void add_blob(std::vector<out_entry>& entries, const std::string& name,
               const std::string& file) {
   for (auto& e : entries)
@@ -1285,6 +1322,10 @@ bool save_image(image_store& store, const save_request& req,
     return false;
 
   ev.log("Getting image source signatures\n");
+  bool to_dir = req.format == image_format::oci_layout ||
+                req.format == image_format::directory;
+  if (req.compress && to_dir && !gzip_layers(parts, work.path(), why))
+    return fail(why);
   std::vector<out_entry> entries;
   bool ok = true;
   switch (req.format) {

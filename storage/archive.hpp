@@ -85,6 +85,11 @@ struct save_request {
   /// must not exist yet or be empty.
   std::string destination;
   bool as_tar = false;
+  /// For the directory formats (`oci_layout`, `directory`): every layer is
+  /// written gzip-compressed, those stored uncompressed or as zstd
+  /// recompressed and checked against their diff IDs, and the manifest
+  /// describes them so. The archives ignore it, as podman does.
+  bool compress = false;
 };
 
 /// Writes an image from the store. Converting a manifest between OCI and

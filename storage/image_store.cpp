@@ -54,9 +54,22 @@ CREATE TABLE IF NOT EXISTS image_labels (
   value TEXT NOT NULL,
   PRIMARY KEY (image_id, key)
 );
+CREATE TABLE IF NOT EXISTS image_blobs (
+  image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+  digest TEXT NOT NULL,
+  chain_id TEXT NOT NULL,
+  media_type TEXT NOT NULL,
+  PRIMARY KEY (image_id, digest)
+);
 CREATE INDEX IF NOT EXISTS image_names_by_image ON image_names(image_id);
 CREATE INDEX IF NOT EXISTS image_layers_by_layer ON image_layers(chain_id);
+CREATE INDEX IF NOT EXISTS image_blobs_by_digest ON image_blobs(digest);
+CREATE INDEX IF NOT EXISTS image_blobs_by_layer ON image_blobs(chain_id);
 )";
+
+/// PRAGMA user_version of a store whose tables are all filled: 1 since
+/// image_blobs records every blob of every image.
+constexpr int64_t schema_version = 1;
 
 bool is_hex(std::string_view s) {
   return !s.empty() && s.find_first_not_of("0123456789abcdef") ==
@@ -100,6 +113,17 @@ std::vector<std::string> candidates(const std::string& name) {
   return out;
 }
 
+// The blobs `img` uses as its record describes them: its config, its
+// manifest and the blob of each layer.
+std::vector<blob_use> blobs_of(const image_record& img) {
+  std::vector<blob_use> out{{"sha256:" + img.id, "", ""}};
+  if (!img.manifest_digest.empty())
+    out.push_back({img.manifest_digest, "", img.manifest_type});
+  for (auto& l : img.layers)
+    out.push_back({l.blob, l.chain_id, l.media_type});
+  return out;
+}
+
 // The fields of `out` in the images row `s` is on, selected as "id,
 // manifest_digest, manifest_type, created".
 void read_image_row(statement& s, image_record& out) {
@@ -140,6 +164,63 @@ bool image_store::migrate(std::string& err) {
     err = "creating the image tables: " + err;
     return false;
   }
+  int64_t version = 0;
+  {
+    statement s{db_, "PRAGMA user_version"};
+    if (s.step())
+      version = s.integer(0);
+  }
+  if (version >= schema_version)
+    return true;
+  // A store from before image_blobs: each image gets the blobs its stored
+  // manifest names (its records' otherwise), in the transaction that
+  // raises the version.
+  transaction tx{db_};
+  std::vector<std::string> ids;
+  {
+    statement s{db_, "SELECT id FROM images"};
+    while (s.step())
+      ids.push_back(s.text(0));
+  }
+  for (auto& id : ids) {
+    image_record img;
+    if (!get(id, img))
+      continue;
+    std::string text, why;
+    image_manifest m;
+    if (read_blob(img.manifest_digest, text, why) &&
+        parse_image_manifest(text, m, why) &&
+        m.layers.size() == img.layers.size()) {
+      for (size_t i = 0; i < m.layers.size(); ++i) {
+        img.layers[i].blob = m.layers[i].digest;
+        img.layers[i].media_type = m.layers[i].media_type;
+      }
+    }
+    if (!record_blobs(img.id, blobs_of(img), err))
+      return false;
+  }
+  if (!db_.exec("PRAGMA user_version = " + std::to_string(schema_version),
+                err)) {
+    err = "recording the image store's version: " + err;
+    return false;
+  }
+  return tx.commit(err);
+}
+
+bool image_store::record_blobs(const std::string& id,
+                               const std::vector<blob_use>& blobs,
+                               std::string& err) {
+  statement add{db_, "INSERT OR IGNORE INTO image_blobs "
+                     "(image_id, digest, chain_id, media_type) "
+                     "VALUES (?, ?, ?, ?)"};
+  for (auto& b : blobs) {
+    add.reset();
+    add.bind(1, id).bind(2, b.digest).bind(3, b.chain_id).bind(4, b.media_type);
+    if (!add.run()) {
+      err = "recording the blobs of image " + id + ": " + db_.last_error();
+      return false;
+    }
+  }
   return true;
 }
 
@@ -157,14 +238,16 @@ void image_store::reconcile() {
     if (!known.count(e.path().filename().string()))
       fs::remove_all(e.path(), ec);
   }
-  // Blobs no image refers to: what a failed pull or load had fetched.
+  // Blobs no image refers to: what a failed pull or load had fetched, and
+  // what a removal had committed but not yet deleted.
   std::set<std::string> used;
   statement images{db_, "SELECT id, manifest_digest FROM images"};
   while (images.step()) {
     used.insert(images.text(0));
     used.insert(hex_of(images.text(1)));
   }
-  statement blobs{db_, "SELECT blob FROM layers"};
+  statement blobs{db_, "SELECT blob FROM layers UNION "
+                       "SELECT digest FROM image_blobs"};
   while (blobs.step())
     used.insert(hex_of(blobs.text(0)));
   for (auto& e : fs::directory_iterator(root_ + "/blobs/sha256", ec)) {
@@ -257,6 +340,21 @@ bool image_store::put_layer(const std::string& chain, const std::string& dir,
 }
 
 bool image_store::commit_image(const image_record& img, std::string& err) {
+  // A removal while the image was being stored may have taken a blob or
+  // layer it found here; committing would make a broken image visible.
+  auto blobs = blobs_of(img);
+  for (auto& b : blobs)
+    if (!has_blob(b.digest)) {
+      err = "recording image " + img.id + ": blob " + b.digest +
+            " was removed while the image was stored";
+      return false;
+    }
+  for (auto& l : img.layers)
+    if (::access(layer_path(l.chain_id).c_str(), F_OK) < 0) {
+      err = "recording image " + img.id + ": layer " + l.chain_id +
+            " was removed while the image was stored";
+      return false;
+    }
   transaction tx{db_};
   statement add{db_, "INSERT OR IGNORE INTO images "
                      "(id, manifest_digest, manifest_type, created, added) "
@@ -298,7 +396,9 @@ bool image_store::commit_image(const image_record& img, std::string& err) {
     err = "recording image " + img.id + ": " + db_.last_error();
     return false;
   }
-  return tx.commit(err);
+  // Every blob this image brought belongs to it, also when the image was
+  // here already (under another manifest): they go when it goes.
+  return record_blobs(img.id, blobs, err) && tx.commit(err);
 }
 
 void image_store::load(statement& s, image_record& out) {
@@ -447,42 +547,81 @@ bool image_store::untag(const std::string& name, std::string& err) {
 }
 
 bool image_store::remove(const std::string& id, std::string& err) {
-  std::vector<std::string> orphans, blobs{"sha256:" + id};
+  std::vector<std::string> orphans;
+  std::set<std::string> candidates;
   {
     transaction tx{db_};
-    statement manifest{db_, "SELECT manifest_digest FROM images i WHERE id = ?"
-                            " AND NOT EXISTS (SELECT 1 FROM images o WHERE "
-                            "o.id != i.id AND o.manifest_digest = "
-                            "i.manifest_digest)"};
-    manifest.bind(1, id);
-    if (manifest.step())
-      blobs.push_back(manifest.text(0));
+    auto fail = [&] {
+      err = "removing image " + id + ": " + db_.last_error();
+      return false;
+    };
+    statement own{db_, "SELECT digest FROM image_blobs WHERE image_id = ? "
+                       "UNION SELECT manifest_digest FROM images WHERE id = ?"};
+    own.bind(1, id).bind(2, id);
+    candidates.insert("sha256:" + id);
+    while (own.step())
+      candidates.insert(own.text(0));
     statement del{db_, "DELETE FROM images WHERE id = ?"};
     del.bind(1, id);
+    if (!del.run())
+      return fail();
+
+    // Layers no image uses any more go with their blobs.
     statement unused{db_, "SELECT chain_id, blob FROM layers WHERE chain_id "
-                          "NOT IN "
-                          "(SELECT chain_id FROM image_layers)"};
-    bool ok = del.run();
-    while (ok && unused.step()) {
+                          "NOT IN (SELECT chain_id FROM image_layers)"};
+    while (unused.step()) {
       orphans.push_back(unused.text(0));
-      blobs.push_back(unused.text(1));
+      candidates.insert(unused.text(1));
     }
     statement drop{db_, "DELETE FROM layers WHERE chain_id NOT IN "
                         "(SELECT chain_id FROM image_layers)"};
-    if (!ok || !drop.run()) {
-      err = "removing image " + id + ": " + db_.last_error();
-      return false;
+    if (!drop.run())
+      return fail();
+
+    // A layer that stays but whose recorded blob no image names any more
+    // takes the blob another image has for it (other compression).
+    statement stale{db_, "SELECT blob FROM layers WHERE NOT EXISTS "
+                         "(SELECT 1 FROM image_blobs b WHERE b.digest = "
+                         "layers.blob) AND EXISTS (SELECT 1 FROM image_blobs "
+                         "b WHERE b.chain_id = layers.chain_id)"};
+    while (stale.step())
+      candidates.insert(stale.text(0));
+    statement repoint{db_, "UPDATE layers SET (blob, media_type) = "
+                           "(SELECT digest, media_type FROM image_blobs b "
+                           "WHERE b.chain_id = layers.chain_id "
+                           "ORDER BY digest LIMIT 1) "
+                           "WHERE NOT EXISTS (SELECT 1 FROM image_blobs b "
+                           "WHERE b.digest = layers.blob) AND EXISTS "
+                           "(SELECT 1 FROM image_blobs b "
+                           "WHERE b.chain_id = layers.chain_id)"};
+    if (!repoint.run())
+      return fail();
+
+    // What is still named elsewhere stays.
+    statement in_use{db_, "SELECT EXISTS (SELECT 1 FROM image_blobs WHERE "
+                          "digest = ?1) OR EXISTS (SELECT 1 FROM layers "
+                          "WHERE blob = ?1) OR EXISTS (SELECT 1 FROM images "
+                          "WHERE manifest_digest = ?1 OR 'sha256:' || id = "
+                          "?1)"};
+    for (auto it = candidates.begin(); it != candidates.end();) {
+      in_use.reset();
+      in_use.bind(1, *it);
+      if (!in_use.step())
+        return fail();
+      it = in_use.integer(0) ? candidates.erase(it) : std::next(it);
     }
+    in_use.reset();
     if (!tx.commit(err))
       return false;
   }
-  // Files go after the commit; a crash in between leaves directories that
-  // the next `open` removes.
+  // Files go after the commit; a crash in between leaves files that the
+  // next `open` removes.
   std::error_code ec;
   for (auto& chain : orphans)
     fs::remove_all(layer_path(chain), ec);
-  for (auto& blob : blobs)
-    fs::remove(blob_path(blob), ec);
+  for (auto& blob : candidates)
+    if (valid_digest(blob))
+      fs::remove(blob_path(blob), ec);
   return true;
 }
 

@@ -1,8 +1,8 @@
-// The image store: images, their names and layers in state.db, blobs under
-// blobs/sha256/, unpacked layers under layers/<chain id>/diff. Every change
-// is one transaction; files are in place (written, synced, renamed) before
-// the transaction that makes them visible, and `open` removes whatever a
-// crash left half done.
+// The image store: images, their names, layers and blobs in state.db, blob
+// files under blobs/sha256/, unpacked layers under layers/<chain id>/diff.
+// Every change is one transaction; files are in place (written, synced,
+// renamed) before the transaction that makes them visible, are deleted only
+// after the one that drops them, and `open` removes whatever a crash left.
 #pragma once
 
 #include "storage/sqlite.hpp"
@@ -31,6 +31,13 @@ struct image_record {
   int64_t size = 0;    ///< sum of the layers' unpacked sizes
   std::vector<layer_record> layers; ///< bottom first
   std::map<std::string, std::string> labels; ///< from the configuration
+};
+
+/// A blob an image uses, as image_blobs records it.
+struct blob_use {
+  std::string digest;     ///< "sha256:..."
+  std::string chain_id;   ///< the layer it carries; empty for others
+  std::string media_type; ///< as the image's manifest names it
 };
 
 enum class lookup { found, not_found, ambiguous };
@@ -62,7 +69,9 @@ public:
                  std::string& err, bool sync = true);
 
   /// Records an image (or adds names to it); names move from any image
-  /// that had them.
+  /// that had them. Every blob `img` names (config, manifest, layers)
+  /// belongs to the image from then on, also when it was here already;
+  /// all of them and its layers must be in the store.
   bool commit_image(const image_record& img, std::string& err);
 
   /// Resolves a reference as podman does (wire-names §6.1).
@@ -75,7 +84,9 @@ public:
   bool tag(const std::string& id, const std::string& name, std::string& err);
   /// Removes one name; false if no image has it.
   bool untag(const std::string& name, std::string& err);
-  /// Removes an image and the layers no other image uses.
+  /// Removes an image, the layers no other image uses and the blobs no
+  /// other image names. A layer that stays keeps a blob of its own: when
+  /// the one it recorded goes, it takes one another image has for it.
   bool remove(const std::string& id, std::string& err);
 
   /// Reads a blob's contents.
@@ -84,6 +95,8 @@ public:
 
 private:
   bool migrate(std::string& err);
+  bool record_blobs(const std::string& id, const std::vector<blob_use>& blobs,
+                    std::string& err);
   void reconcile();
   void load(statement& s, image_record& out);
 

@@ -3,12 +3,11 @@
 #include "protocol/json.hpp"
 
 #include "storage/digest.hpp"
+#include "storage/gzip.hpp"
 #include "storage/parallel.hpp"
 #include "storage/reference.hpp"
 #include "storage/registry.hpp"
 
-#include <archive.h>
-#include <archive_entry.h>
 #include <simdjson.h>
 
 #include <algorithm>
@@ -18,7 +17,6 @@
 #include <fcntl.h>
 #include <filesystem>
 #include <map>
-#include <memory>
 #include <mutex>
 #include <sys/stat.h>
 #include <thread>
@@ -235,45 +233,6 @@ bool convert_manifest(manifest_model& m, manifest_format target,
   return true;
 }
 
-/// Gzip-compresses the file at `source` into a new file `dest`.
-bool gzip_file(const std::string& source, const std::string& dest,
-               std::string& err) {
-  auto fail = [&](const std::string& why) {
-    err = "compressing " + source + ": " + why;
-    return false;
-  };
-  int in = ::open(source.c_str(), O_RDONLY | O_CLOEXEC);
-  if (in < 0)
-    return fail(std::strerror(errno));
-  struct stat st {};
-  ::fstat(in, &st);
-  std::unique_ptr<archive, decltype(&archive_write_free)> a{archive_write_new(),
-                                                            archive_write_free};
-  std::unique_ptr<archive_entry, decltype(&archive_entry_free)> entry{
-      archive_entry_new(), archive_entry_free};
-  archive_write_add_filter_gzip(a.get());
-  archive_write_set_format_raw(a.get());
-  archive_write_set_bytes_in_last_block(a.get(), 1);
-  archive_write_set_filter_option(a.get(), "gzip", "timestamp", nullptr);
-  archive_entry_set_pathname(entry.get(), "layer.tar");
-  archive_entry_set_filetype(entry.get(), AE_IFREG);
-  archive_entry_set_size(entry.get(), st.st_size);
-  bool ok = archive_write_open_filename(a.get(), dest.c_str()) == ARCHIVE_OK &&
-            archive_write_header(a.get(), entry.get()) == ARCHIVE_OK;
-  char buf[1 << 16];
-  for (ssize_t n; ok && (n = ::read(in, buf, sizeof buf)) != 0;)
-    ok = n > 0 && archive_write_data(a.get(), buf, size_t(n)) == n;
-  ok = archive_write_close(a.get()) == ARCHIVE_OK && ok;
-  if (!ok) {
-    auto* why = archive_error_string(a.get());
-    std::string reason = why ? why : std::strerror(errno);
-    ::close(in);
-    return fail(reason);
-  }
-  ::close(in);
-  return true;
-}
-
 /// One push of one image to one destination.
 class pusher {
 public:
@@ -360,13 +319,17 @@ private:
       if (temp_dir_.empty() && (temp_dir_ = store_.make_temp_dir(err)).empty())
         return false;
       auto file = temp_dir_ + "/" + l.digest.substr(7) + ".gz";
-      std::string digest;
-      if (!gzip_file(store_.blob_path(l.digest), file, err) ||
-          !sha256_file(file, digest, err))
+      gzipped_layer gz;
+      if (!gzip_layer(store_.blob_path(l.digest), file, gz, err))
         return false;
-      made_[digest] = file;
-      l.digest = digest;
-      l.size = blob_size(digest);
+      // An uncompressed blob is its own diff ID.
+      if (gz.diff_id != l.digest) {
+        err = "layer " + l.digest + " in the store has content " + gz.diff_id;
+        return false;
+      }
+      made_[gz.digest] = file;
+      l.digest = gz.digest;
+      l.size = gz.size;
       l.media_type = model.format == manifest_format::oci
                          ? layer_types[0].oci
                          : layer_types[0].docker;

@@ -8,12 +8,14 @@ one docker-registry serves the module; every test gets its own berthd (and
 a second, fresh one where a round trip needs it).
 """
 
+import gzip
 import hashlib
 import io
 import json
 import os
 import random
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tarfile
@@ -30,6 +32,9 @@ from registry import Registry  # noqa: E402  (test/fixtures/registry.py)
 
 CACHE = os.environ.get("BERTH_TEST_FIXTURES", "/var/tmp/berth-test-fixtures")
 TIMEOUT = 60.0
+OCI_TAR = "application/vnd.oci.image.layer.v1.tar"
+OCI_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+DOCKER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 
 FX = None   # fixtures.json of images.py
 REG = None  # the module's registry
@@ -151,12 +156,12 @@ class ArchiveTest(DaemonTest):
             self.assertFalse(os.path.exists(handle), "LoadImage left its input")
             return self.final_id(r)
 
-    def save(self, name, fmt, more_tags=(), d=None):
+    def save(self, name, fmt, more_tags=(), d=None, compress=False):
         """ImageSave + ReceiveFile; returns the archive's bytes."""
         with self.conn(d) as c:
             r, logs = self.stream("ImageSave", {"options": {
                 "name": name, "format": fmt, "output": "/ignored", "outputType": "",
-                "moreTags": list(more_tags), "quiet": False, "compress": False}},
+                "moreTags": list(more_tags), "quiet": False, "compress": compress}},
                 conn=c)
             path = self.final_id(r)
             self.assertTrue(path.startswith(os.path.join(self.root, "uploads")), path)
@@ -178,6 +183,35 @@ class ArchiveTest(DaemonTest):
         root = self.root if d is None or d is self.d else self.path("d2", "root")
         self.assertEqual(listdir(os.path.join(root, "tmp")), [], "store tmp not clean")
         self.assertEqual(listdir(os.path.join(root, "layers")), [], "layers left behind")
+
+    def blob_files(self):
+        return set(listdir(os.path.join(self.root, "blobs", "sha256")))
+
+    def assertGzipDir(self, path, layer_type, n_layers):
+        """A "dir:" directory whose every layer is gzip, as its manifest
+        says, under its digest, unpacking to the config's diff ID."""
+        with open(os.path.join(path, "manifest.json"), "rb") as f:
+            manifest = json.load(f)
+        with open(os.path.join(path, manifest["config"]["digest"][7:]), "rb") as f:
+            diff_ids = json.load(f)["rootfs"]["diff_ids"]
+        self.assertEqual(len(manifest["layers"]), n_layers)
+        for layer, diff_id in zip(manifest["layers"], diff_ids):
+            self.assertEqual(layer["mediaType"], layer_type)
+            with open(os.path.join(path, layer["digest"][7:]), "rb") as f:
+                data = f.read()
+            self.assertEqual(data[:2], b"\x1f\x8b", layer["digest"])
+            self.assertEqual("sha256:" + hashlib.sha256(data).hexdigest(), layer["digest"])
+            self.assertEqual(layer["size"], len(data))
+            self.assertEqual("sha256:" + hashlib.sha256(gzip.decompress(data)).hexdigest(),
+                             diff_id)
+        return manifest
+
+    def layout_manifest(self, path):
+        """The one manifest of the OCI layout at `path`."""
+        with open(os.path.join(path, "index.json"), "rb") as f:
+            digest = json.load(f)["manifests"][0]["digest"]
+        with open(os.path.join(path, "blobs", "sha256", digest[7:]), "rb") as f:
+            return json.load(f)
 
     def fresh_daemon(self):
         return self.start_daemon(addresses=["unix:" + self.path("d2.sock")], name="d2")
@@ -522,6 +556,125 @@ class SaveTest(ArchiveTest):
         self.assertIn("localhost/busybox:latest, localhost/second:2", p.stdout)
         self.assertEqual([i["id"] for i in self.images(d2)], [bb])
         self.assertEqual(listdir(os.path.join(self.root, "uploads")), [])
+
+
+class CompressTest(ArchiveTest):
+    """`compress` of ImageSave, ExportImage and berth save: every layer of a
+    directory format gzip; archives as they are without it."""
+
+    def test_save_dir_formats_compressed_and_loaded_back(self):
+        self.load(fixture("busybox5-docker.tar"))  # layers stored uncompressed
+        want = config_id("busybox5-oci")
+        d2 = self.fresh_daemon()
+        for fmt, layer_type in [("oci-dir", OCI_GZIP), ("docker-dir", DOCKER_GZIP)]:
+            with self.subTest(fmt=fmt):
+                out = self.path("z-%s.tar" % fmt)
+                with open(out, "wb") as f:
+                    f.write(self.save("busybox5", fmt, compress=True))
+                unpacked = self.path("z-" + fmt)
+                with tarfile.open(out) as t:
+                    t.extractall(unpacked)
+                self.assertGzipDir(unpacked, layer_type, 5)
+                self.assertEqual(self.skopeo_inspect("dir:" + unpacked)["config"]["digest"],
+                                 "sha256:" + want)
+                # loaded back as a tarball and from the directory: the same image
+                self.load(out, d=d2)
+                self.assertEqual([i["id"] for i in self.images(d2)], [want])
+                self.ok("RemoveImage", {"name": want, "force": True}, d=d2)
+                r, _ = self.stream("PullImage", {"name": "dir:" + unpacked}, d=d2)
+                self.assertEqual(self.final_id(r), want)
+                self.ok("RemoveImage", {"name": want, "force": True}, d=d2)
+        # an archive ignores it, as podman does: the layers stay as stored
+        out = self.path("z.oci.tar")
+        with open(out, "wb") as f:
+            f.write(self.save("busybox5", "oci-archive", compress=True))
+        with tarfile.open(out) as t:
+            t.extractall(self.path("z-oci"))
+        manifest = self.layout_manifest(self.path("z-oci"))
+        self.assertEqual([l["mediaType"] for l in manifest["layers"]], [OCI_TAR] * 5)
+        self.assertEqual(listdir(os.path.join(self.root, "uploads")), [])
+        self.assertEqual(listdir(os.path.join(self.root, "tmp")), [])
+
+    def test_export_zstd_image_compressed(self):
+        if "busybox-zstd-oci" not in FX:
+            self.skipTest("busybox-zstd-oci not built (no zstd command)")
+        r, _ = self.stream("PullImage", {"name": "oci:" + fixture("busybox-zstd-oci")})
+        zid = self.final_id(r)
+        self.assertEqual(FX["busybox-zstd-oci"]["layer_media_types"],
+                         ["application/vnd.oci.image.layer.v1.tar+zstd"])
+        self.ok("ExportImage", {"name": zid, "destination": "dir:" + self.path("e-dir"),
+                                "compress": True, "tags": []})
+        self.assertGzipDir(self.path("e-dir"), OCI_GZIP, 1)
+        self.ok("ExportImage", {"name": zid, "destination": "oci:" + self.path("e-oci"),
+                                "compress": True, "tags": []})
+        layers = self.layout_manifest(self.path("e-oci"))["layers"]
+        self.assertEqual([l["mediaType"] for l in layers], [OCI_GZIP])
+        # without compress the zstd layer is written as it is
+        self.ok("ExportImage", {"name": zid, "destination": "dir:" + self.path("e-raw"),
+                                "compress": False, "tags": []})
+        with open(self.path("e-raw", "manifest.json"), "rb") as f:
+            raw = json.load(f)
+        self.assertEqual(raw["layers"][0]["digest"], FX["busybox-zstd-oci"]["layers"][0])
+        # each loads back as the same image
+        d2 = self.fresh_daemon()
+        for src in ("dir:" + self.path("e-dir"), "oci:" + self.path("e-oci"),
+                    "dir:" + self.path("e-raw")):
+            r, _ = self.stream("PullImage", {"name": src}, d=d2)
+            self.assertEqual(self.final_id(r), zid, src)
+            self.ok("RemoveImage", {"name": zid, "force": True}, d=d2)
+
+    def test_berth_save_compress(self):
+        self.load(fixture("busybox-docker.tar"))
+        bb = config_id("busybox-oci")
+        out = self.path("cli-docker-dir")
+        p = self.berth("save", "--compress", "--format", "docker-dir", "-o", out, "busybox")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertGzipDir(out, DOCKER_GZIP, 1)
+        self.assertEqual(self.skopeo_inspect("dir:" + out)["config"]["digest"], "sha256:" + bb)
+        # accepted and ignored with an archive
+        out = self.path("cli.tar")
+        p = self.berth("save", "--compress", "-o", out, "busybox")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        m = self.skopeo_inspect("oci-archive:%s:localhost/busybox:latest" % out)
+        self.assertEqual([l["mediaType"] for l in m["layers"]], [OCI_TAR])
+        p = self.berth("help")
+        self.assertIn("--compress", p.stdout[p.stdout.index("  save"):])
+
+
+class BlobLifetimeTest(ArchiveTest):
+    """A blob goes with the last image naming it, whatever compression the
+    store recorded for its layer, also in a store made before that was
+    recorded."""
+
+    def test_docker_archive_blob_beside_zstd_and_an_old_store(self):
+        if "busybox-zstd-oci" not in FX:
+            self.skipTest("busybox-zstd-oci not built (no zstd command)")
+        zstd, bb = FX["busybox-zstd-oci"], FX["busybox-oci"]
+        self.assertEqual(zstd["diff_ids"], bb["diff_ids"])  # one layer, two blobs
+        r, _ = self.stream("PullImage", {"name": "oci:" + fixture("busybox-zstd-oci")})
+        zid = self.final_id(r)
+        self.load(fixture("busybox-docker.tar"))
+        plain_layer = bb["diff_ids"][0][7:]  # a docker-archive's layer is plain
+        zstd_blobs = {zstd["layers"][0][7:], zstd["config"][7:], zstd["manifest"][7:]}
+        self.assertLessEqual(zstd_blobs | {plain_layer, bb["config"][7:]}, self.blob_files())
+        self.assertEqual(len(listdir(os.path.join(self.root, "layers"))), 1)
+
+        # The store as berthd wrote it before image_blobs: opening it keeps
+        # the plain blob busybox's manifest names (the layer records zstd's).
+        self.d.stop()
+        db = sqlite3.connect(os.path.join(self.root, "state.db"))
+        db.executescript("DROP TABLE image_blobs; PRAGMA user_version = 0;")
+        db.close()
+        self.d = self.start_daemon()
+        self.assertIn(plain_layer, self.blob_files())
+        self.save("busybox", "docker-dir")
+
+        self.ok("RemoveImage", {"name": "busybox", "force": False})
+        self.assertEqual(self.blob_files(), zstd_blobs)
+        self.assertEqual(len(listdir(os.path.join(self.root, "layers"))), 1)
+        self.ok("RemoveImage", {"name": zid, "force": False})
+        self.assertEqual(self.blob_files(), set())
+        self.assertNoImages()
 
 
 class ImportTest(ArchiveTest):

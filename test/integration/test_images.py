@@ -180,6 +180,17 @@ class ImageTest(DaemonTest):
         self.assertEqual(set(listdir(self.layers_dir)), used,
                          "ROOT/layers does not match the images' layers")
 
+    def blob_files(self):
+        return set(listdir(os.path.join(self.root, "blobs", "sha256")))
+
+    def image_blobs(self, name, details):
+        """The hex names of the blobs a pulled fixture brings: its layers,
+        its config and the manifest the store recorded."""
+        got = {imagefx.hexid(d) for d in details["layers"]}
+        got.add(imagefx.hexid(details["config"]))
+        got.add(imagefx.hexid(self.inspect(name)["Digest"]))
+        return got
+
     def assertAnswers(self):
         with self.daemon().connect(timeout=10) as c:
             self.assertVersionReply(c.request("io.podman.GetVersion"))
@@ -680,8 +691,11 @@ class LayerSharingTest(ImageTest):
         self.assertEqual(len(listdir(self.layers_dir)), len(ENV.details("plus")["layers"]))
         self.assertIn(base, listdir(self.layers_dir))
         self.assertStoreConsistent()
+        bb_blobs = self.image_blobs("busybox", ENV.details("busybox"))
         self.assertEqual(self.ok("RemoveImage", {"name": ENV.ref("plus")})["image"], plus)
         self.assertEqual(listdir(self.layers_dir), [base])
+        # the shared layer's blob stays with busybox, plus's own ones go
+        self.assertEqual(self.blob_files(), bb_blobs)
         self.assertTrue(os.path.isfile(os.path.join(self.layers_dir, base, "diff", "bin",
                                                     "busybox")))
         self.assertEqual(self.inspect("busybox")["Id"], bb)
@@ -692,13 +706,31 @@ class LayerSharingTest(ImageTest):
             self.skipTest("busybox-zstd not built (no zstd command)")
         self.pull("busybox")
         self.pull("busybox-zstd")
-        # same diff ID, two compressions: one layer dir
+        bb_blobs = self.image_blobs("busybox", ENV.details("busybox"))
+        zstd_blobs = self.image_blobs("busybox-zstd", ENV.details("busybox-zstd"))
+        # same diff ID, two compressions: one layer dir, both blobs
         self.assertEqual(len(listdir(self.layers_dir)), 1)
+        self.assertEqual(self.blob_files(), bb_blobs | zstd_blobs)
         self.ok("RemoveImage", {"name": ENV.ref("busybox-zstd")})
         self.assertEqual(len(listdir(self.layers_dir)), 1)
         self.assertStoreConsistent()
+        # the zstd blob went with the last image naming it
+        self.assertEqual(self.blob_files(), bb_blobs)
         self.ok("RemoveImage", {"name": ENV.ref("busybox")})
         self.assertEqual(listdir(self.layers_dir), [])
+        self.assertEqual(self.blob_files(), set())
+
+        # the other way round: the layer keeps the zstd image's blob
+        self.pull("busybox")
+        self.pull("busybox-zstd")
+        self.ok("RemoveImage", {"name": ENV.ref("busybox")})
+        self.assertEqual(self.blob_files(), zstd_blobs)
+        self.assertStoreConsistent()
+        self.d.stop()
+        self.d = self.start_daemon()
+        self.assertEqual(self.blob_files(), zstd_blobs)
+        self.ok("RemoveImage", {"name": ENV.ref("busybox-zstd")})
+        self.assertEqual(self.blob_files(), set())
 
     def test_busybox_and_busybox5(self):
         # busybox5's first layer is busybox WITHOUT /etc (not busybox's
@@ -903,6 +935,7 @@ class TagRemoveTest(ImageTest):
         self.assertEqual(listdir(self.layers_dir), [])
         self.assertEqual(self.ok("DeleteUnusedImages")["images"] or [], [])
         self.assertEqual(self.ok("GetInfo")["info"]["store"]["images"], 0)
+        self.assertEqual(self.blob_files(), set())
 
     def test_images_prune(self):
         bb = self.pull("busybox")
@@ -919,6 +952,7 @@ class TagRemoveTest(ImageTest):
         self.assertEqual(set(self.ok("ImagesPrune", {"all": True})["pruned"]), {b5, plus})
         self.assertEqual(self.list_images(), [])
         self.assertEqual(listdir(self.layers_dir), [])
+        self.assertEqual(self.blob_files(), set())
 
 
 class InspectHistoryTest(ImageTest):
