@@ -7,6 +7,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -1009,6 +1010,12 @@ server::binding* server::find_binding(std::string_view name) {
 }
 
 bool server::start(std::string& err) {
+  // A client that hangs up must cost its connection, never the process:
+  // with SIGPIPE ignored, a write to its socket fails with EPIPE instead.
+  // Whatever embeds the server (berthd, a test) gets this from start().
+  struct sigaction ignore {};
+  ignore.sa_handler = SIG_IGN;
+  sigaction(SIGPIPE, &ignore, nullptr);
   auto add = [&](int fd, address a, bool owns) {
     auto l = std::make_unique<listener>();
     l->srv = this;

@@ -64,7 +64,8 @@ public:
                      bool keep_parameters = false);
 
   /// Opens every listener; false with `err` set if one fails (then none is
-  /// left open).
+  /// left open). Sets SIGPIPE to be ignored in the whole process, so that a
+  /// client hanging up makes writes fail with EPIPE.
   bool start(std::string& err);
 
   /// Stops accepting, lets calls in flight finish (cancelling streams),
