@@ -8,7 +8,21 @@ src=$(cd "$(dirname "$0")" && pwd)
 "$src/scripts/deps.sh"
 "$src/scripts/build.sh" "$src/build" -DCMAKE_BUILD_TYPE=Release
 
+# The client and the first container talk to the first address berthd is
+# given, and the pid file goes to its run directory.
+address=""
 runroot=/run/berth
+args=("$@")
+for ((i = 0; i < ${#args[@]}; i++)); do
+  case ${args[i]} in
+    --address | --varlink) [ -n "$address" ] || address=${args[i + 1]:-} ;;
+    --address=* | --varlink=*) [ -n "$address" ] || address=${args[i]#*=} ;;
+    --runroot) runroot=${args[i + 1]:-$runroot} ;;
+    --runroot=*) runroot=${args[i]#*=} ;;
+  esac
+done
+client=("$src/build/cmd/berth")
+[ -z "$address" ] || client+=(--address "$address")
 mkdir -p "$runroot"
 pidfile=$runroot/berthd.pid
 if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null &&
@@ -32,12 +46,13 @@ for _ in $(seq 100); do
     rm -f "$pidfile"
     exit 1
   fi
-  "$src/build/cmd/berth" version >/dev/null 2>&1 && break
+  "${client[@]}" version >/dev/null 2>&1 && break
   sleep 0.1
 done
-"$src/build/cmd/berth" version
+"${client[@]}" version
 echo
-"$src/scripts/first_container.py" "$src/build/cmd/berth"
+"$src/scripts/first_container.py" "$src/build/cmd/berth" \
+  ${address:+--address "$address"}
 echo
-echo "berthd is running (pid $pid, log $log) on unix:/run/podman/io.podman"
-echo "try: $src/build/cmd/berth ps -a"
+echo "berthd is running (pid $pid, log $log) on ${address:-unix:/run/podman/io.podman}"
+echo "try: ${client[*]} ps -a"
