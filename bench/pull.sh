@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/pull.sh BUILD_DIR [--debian] [--no-list500] [--runs N]
+# bench/pull.sh BUILD_DIR [--debian] [--no-list500 | --list-only] [--runs N]
 #
 # Image pull benchmark (issue 3, item 7): berth against Debian's podman, skopeo and the
 # floor (curl + tar), side by side in one run, from a docker-registry on 127.0.0.1.
@@ -20,6 +20,7 @@
 # /usr/bin/time -f %M (the largest single process). Then (unless --no-list500)
 # PULL_LIST_N tiny distinct images are pushed, pulled into one berthd 8 at a time, and
 # io.podman.ListImages is timed with bench/berth-varlink-load (1 connection, sequential).
+# --list-only runs just that ListImages step (no timed pulls).
 #
 # Environment knobs (defaults in brackets):
 #   PULL_RUNS [5]        timed rounds per image (--runs N overrides)
@@ -37,23 +38,26 @@
 set -uo pipefail
 export LC_ALL=C
 
-usage() { echo "usage: $0 BUILD_DIR [--debian] [--no-list500] [--runs N]" >&2; exit 2; }
+usage() { echo "usage: $0 BUILD_DIR [--debian] [--no-list500 | --list-only] [--runs N]" >&2; exit 2; }
 [[ $# -ge 1 ]] || usage
 BUILD=$(cd "$1" && pwd) || usage
 shift
 DEBIAN=0
 LIST=1
+PULLS=1
 RUNS=${PULL_RUNS:-5}
 while [[ $# -gt 0 ]]; do
     case $1 in
         --debian) DEBIAN=1 ;;
         --no-list500) LIST=0 ;;
         --list500) LIST=1 ;;
+        --list-only) LIST=1; PULLS=0 ;;
         --runs) [[ $# -ge 2 ]] || usage; RUNS=$2; shift ;;
         *) usage ;;
     esac
     shift
 done
+((LIST || PULLS)) || usage
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || usage
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -373,8 +377,11 @@ declare -A FN=([berth]=run_berth [podman]=run_podman [skopeo]=run_skopeo [curl+t
 declare -A TIMES CPUS PEAK CPEAK
 RUN_NO=0
 NPROC=$(nproc)
-echo "pull.sh: registry $URL; $RUNS timed round(s) per image after $WARMUP warm-up round(s); load average $LOAD_BEFORE" >&2
-for img in "${IMAGES[@]}"; do
+# The images timed in pull rounds: none with --list-only.
+TIMED=("${IMAGES[@]}")
+((PULLS)) || TIMED=()
+((PULLS)) && echo "pull.sh: registry $URL; $RUNS timed round(s) per image after $WARMUP warm-up round(s); load average $LOAD_BEFORE" >&2
+for img in "${TIMED[@]}"; do
     for ((r = -WARMUP; r < RUNS; r++)); do
         for tool in "${TOOLS[@]}"; do
             # Short paths: podman refuses a runroot longer than 50 characters.
@@ -408,13 +415,15 @@ stats() {
 mb() { [[ -n ${1:-} && $1 != 0 ]] && awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }' || echo -; }
 
 LOAD_AFTER_PULLS=$(loadavg)
-echo
-echo "pull benchmark: registry on $URL, $RUNS run(s) per tool and image, each from an empty store" \
-    "($WARMUP warm-up round(s) first), $NPROC CPUs; load average $LOAD_BEFORE before, $LOAD_AFTER_PULLS after"
 row() { printf '%-9s %-9s %10s %9s %8s  %-20s %-16s %s\n' "$@"; }
-row image tool "median ms" "min ms" "CPU ms" "peak RSS MB" "berth vs this" "goal"
-row --------- --------- ---------- --------- -------- -------------------- ---------------- ----------------
-for img in "${IMAGES[@]}"; do
+if ((PULLS)); then
+    echo
+    echo "pull benchmark: registry on $URL, $RUNS run(s) per tool and image, each from an empty store" \
+        "($WARMUP warm-up round(s) first), $NPROC CPUs; load average $LOAD_BEFORE before, $LOAD_AFTER_PULLS after"
+    row image tool "median ms" "min ms" "CPU ms" "peak RSS MB" "berth vs this" "goal"
+    row --------- --------- ---------- --------- -------- -------------------- ---------------- ----------------
+fi
+for img in "${TIMED[@]}"; do
     read -r bmed _ <<<"$(stats "${TIMES[$img/berth]:-}")"
     label="$img"
     for tool in "${TOOLS[@]}"; do
@@ -443,7 +452,7 @@ for img in "${IMAGES[@]}"; do
         label=""
     done
 done
-for img in "${IMAGES[@]}"; do
+for img in "${TIMED[@]}"; do
     printf '%s: %s layer(s), %s MB compressed\n' "$img" "${NLAYERS[$img]}" \
         "$(awk -v s="${SIZE[$img]}" 'BEGIN { printf "%.1f", s / 1048576 }')"
 done
