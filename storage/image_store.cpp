@@ -121,6 +121,11 @@ std::string chain_id(const std::string& parent_chain,
   return h.hex();
 }
 
+image_store::image_store(std::shared_ptr<std::atomic<int64_t>> count)
+  : count_(count ? std::move(count)
+                 : std::make_shared<std::atomic<int64_t>>(0)) {
+}
+
 bool image_store::open(const std::string& root, std::string& err) {
   root_ = root;
   for (auto* sub : {"", "/blobs/sha256", "/layers", "/tmp"}) {
@@ -132,7 +137,14 @@ bool image_store::open(const std::string& root, std::string& err) {
   if (!db_.open(root_ + "/state.db", err) || !migrate(err))
     return false;
   reconcile();
+  changed();
   return true;
+}
+
+void image_store::changed() {
+  statement s{db_, "SELECT count(*) FROM images"};
+  count_->store(s.step() ? s.integer(0) : 0);
+  ++generation_;
 }
 
 bool image_store::migrate(std::string& err) {
@@ -294,7 +306,10 @@ bool image_store::commit_image(const image_record& img, std::string& err) {
     err = "recording image " + img.id + ": " + db_.last_error();
     return false;
   }
-  return tx.commit(err);
+  if (!tx.commit(err))
+    return false;
+  changed();
+  return true;
 }
 
 void image_store::load(statement& s, image_record& out) {
@@ -368,11 +383,6 @@ std::vector<image_record> image_store::list() {
   return out;
 }
 
-int64_t image_store::count() {
-  statement s{db_, "SELECT count(*) FROM images"};
-  return s.step() ? s.integer(0) : 0;
-}
-
 lookup image_store::resolve(const std::string& given, image_record& out,
                             std::string& why) {
   std::string name = given;
@@ -429,6 +439,7 @@ bool image_store::tag(const std::string& id, const std::string& name,
     err = "tagging " + id + " as " + name + ": " + db_.last_error();
     return false;
   }
+  changed();
   return true;
 }
 
@@ -439,7 +450,10 @@ bool image_store::untag(const std::string& name, std::string& err) {
     err = "untagging " + name + ": " + db_.last_error();
     return false;
   }
-  return db_.changes() > 0;
+  if (db_.changes() == 0)
+    return false;
+  changed();
+  return true;
 }
 
 bool image_store::remove(const std::string& id, std::string& err) {
@@ -472,6 +486,7 @@ bool image_store::remove(const std::string& id, std::string& err) {
     if (!tx.commit(err))
       return false;
   }
+  changed();
   // Files go after the commit; a crash in between leaves directories that
   // the next `open` removes.
   std::error_code ec;
