@@ -160,9 +160,9 @@ struct engine::impl {
 
   explicit impl(engine_options o)
     : opts(std::move(o)), locks(lock_dirs(opts)), sys(configure(cfg, opts)) {
-    images = sys.spawn(images_actor, image_options{opts.root,
-                                                   opts.registries_conf,
-                                                   image_count});
+    images =
+        sys.spawn(images_actor,
+                  image_options{opts.root, opts.registries_conf, image_count});
     // A store that cannot open is a daemon that cannot serve: say so now.
     caf::scoped_actor probe{sys};
     std::string failure;
@@ -187,10 +187,9 @@ struct engine::impl {
                                "); see the log above");
     auto api = std::make_shared<podman_api>(
         api_options{opts.root, opts.runroot, opts.registries_conf});
-    gateway = sys.spawn(gateway_actor, std::move(api),
-                        std::shared_ptr<const std::atomic<int64_t>>{
-                            image_count},
-                        catalog);
+    gateway = sys.spawn(
+        gateway_actor, std::move(api),
+        std::shared_ptr<const std::atomic<int64_t>>{image_count}, catalog);
     if (opts.certification)
       certification = sys.spawn(service_actor,
                                 std::make_shared<actors::certification>());

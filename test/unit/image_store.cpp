@@ -35,11 +35,11 @@ struct store_fixture {
 
   /// Stores a config blob carrying `label` and commits an image of one
   /// layer made from it under `names`; returns the image ID.
-  std::string add(const std::string& label,
-                  std::vector<std::string> names) {
+  std::string add(const std::string& label, std::vector<std::string> names) {
     auto config = R"({"architecture":"amd64","os":"linux",)"
                   R"("config":{"Labels":{"test":")" +
-                  label + R"("}},"rootfs":{"type":"layers",)"
+                  label +
+                  R"("}},"rootfs":{"type":"layers",)"
                   R"("diff_ids":[]}})";
     sha256 h;
     h.update(config.data(), config.size());
@@ -117,8 +117,7 @@ BOOST_FIXTURE_TEST_CASE(reads_leave_the_generation, store_fixture) {
   BOOST_TEST(store.get(a, img));
   BOOST_TEST(int(store.resolve("example.org/a:1", img, why)) ==
              int(lookup::found));
-  BOOST_TEST(int(store.resolve("nothing", img, why)) ==
-             int(lookup::not_found));
+  BOOST_TEST(int(store.resolve("nothing", img, why)) == int(lookup::not_found));
   BOOST_TEST(store.count() == 1);
   BOOST_TEST(store.has_layer(img.layers.at(0).chain_id));
   BOOST_TEST(store.generation() == before);
@@ -135,9 +134,9 @@ BOOST_FIXTURE_TEST_CASE(every_change_moves_the_generation, store_fixture) {
   step("commit");
   auto b = add("b", {"example.org/b:1"});
   step("commit of another image");
-  BOOST_TEST(listed() == (std::map<std::string, names>{
-                             {a, {"example.org/a:1"}},
-                             {b, {"example.org/b:1"}}}));
+  BOOST_TEST(listed() ==
+             (std::map<std::string, names>{{a, {"example.org/a:1"}},
+                                           {b, {"example.org/b:1"}}}));
 
   BOOST_TEST_REQUIRE(store.tag(a, "example.org/a:2", err), err);
   step("tag");
