@@ -10,6 +10,7 @@
 
 #include <caf/all.hpp>
 
+#include <atomic>
 #include <thread>
 
 #include <cerrno>
@@ -53,25 +54,24 @@ caf::behavior service_actor(caf::event_based_actor* self,
 }
 
 /// Serves the io.podman methods that belong to no other actor; GetInfo
-/// gathers the stores' counts first.
+/// asks the catalog for its count first. The image count is the image
+/// store's own counter: it never waits behind a pull's commit or a long
+/// list.
 caf::behavior gateway_actor(caf::event_based_actor* self,
                             std::shared_ptr<podman_api> api,
-                            caf::actor images, caf::actor catalog) {
+                            std::shared_ptr<const std::atomic<int64_t>> images,
+                            caf::actor catalog) {
   log_unexpected(self);
   auto info = [=](const rpc::call_ptr& c) {
-    auto failed = [=](caf::error& e) {
-      c->fail(podman::ErrorOccurred{"getting info: counting: " +
-                                    self->system().render(e)});
-    };
     self->request(catalog, std::chrono::seconds{10}, ccount_atom::value)
         .then(
             [=](int64_t containers) {
-              self->request(images, std::chrono::seconds{10},
-                            count_atom::value)
-                  .then([=](int64_t n) { api->info(c, containers, n); },
-                        failed);
+              api->info(c, containers, images->load());
             },
-            failed);
+            [=](caf::error& e) {
+              c->fail(podman::ErrorOccurred{"getting info: counting: " +
+                                            self->system().render(e)});
+            });
   };
   return {
     [=](const rpc::call_ptr& c) {
@@ -131,6 +131,9 @@ struct engine::impl {
   caf::actor_system sys;
   caf::actor gateway;
   caf::actor images;
+  /// The image store's number of images, kept by the images actor.
+  std::shared_ptr<std::atomic<int64_t>> image_count =
+      std::make_shared<std::atomic<int64_t>>(0);
   caf::actor catalog;
   caf::actor certification;
 
@@ -157,8 +160,9 @@ struct engine::impl {
 
   explicit impl(engine_options o)
     : opts(std::move(o)), locks(lock_dirs(opts)), sys(configure(cfg, opts)) {
-    images = sys.spawn(images_actor,
-                       image_options{opts.root, opts.registries_conf});
+    images =
+        sys.spawn(images_actor,
+                  image_options{opts.root, opts.registries_conf, image_count});
     // A store that cannot open is a daemon that cannot serve: say so now.
     caf::scoped_actor probe{sys};
     std::string failure;
@@ -183,7 +187,9 @@ struct engine::impl {
                                "); see the log above");
     auto api = std::make_shared<podman_api>(
         api_options{opts.root, opts.runroot, opts.registries_conf});
-    gateway = sys.spawn(gateway_actor, std::move(api), images, catalog);
+    gateway = sys.spawn(
+        gateway_actor, std::move(api),
+        std::shared_ptr<const std::atomic<int64_t>>{image_count}, catalog);
     if (opts.certification)
       certification = sys.spawn(service_actor,
                                 std::make_shared<actors::certification>());

@@ -24,6 +24,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <optional>
 #include <unistd.h>
 
 namespace berth::actors {
@@ -122,7 +123,7 @@ void run_job(caf::event_based_actor* self, caf::actor images, std::string key,
 class image_api : public podman::service {
 public:
   image_api(caf::event_based_actor* self, image_options opts)
-    : self_(self), opts_(std::move(opts)) {
+    : self_(self), opts_(std::move(opts)), store_(opts_.image_count) {
   }
 
   bool open(std::string& err) {
@@ -139,12 +140,21 @@ public:
                                   what});
   }
 
+  /// The reply is rendered once per generation of the store: until the
+  /// next change, listing hundreds of images costs one copy of the text.
   void ListImages(const rpc::call_ptr& c,
                   const podman::ListImages_in&) override {
-    podman::ListImages_out out;
-    for (auto& img : store_.list())
-      out.images.push_back(describe(img));
-    c->reply(out);
+    auto generation = store_.generation();
+    if (!listed_ || listed_generation_ != generation) {
+      podman::ListImages_out out;
+      for (auto& img : store_.list())
+        out.images.push_back(describe(img));
+      json::writer w;
+      encode(w, out);
+      listed_ = w.take();
+      listed_generation_ = generation;
+    }
+    c->reply_json(*listed_);
   }
 
   void GetImage(const rpc::call_ptr& c,
@@ -902,6 +912,9 @@ private:
   caf::event_based_actor* self_;
   image_options opts_;
   storage::image_store store_;
+  /// ListImages' parameters as of `listed_generation_` of the store.
+  std::optional<std::string> listed_;
+  uint64_t listed_generation_ = 0;
   std::map<std::string, job> jobs_;
   caf::actor catalog_;
 };

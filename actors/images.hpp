@@ -9,13 +9,17 @@
 #include <caf/atom.hpp>
 #include <caf/fwd.hpp>
 
+#include <atomic>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
 namespace berth::actors {
 
-/// Asks the images actor how many images it stores (replies int64_t).
+/// Asks the images actor how many images it stores (replies int64_t);
+/// once it answers, its store is open. Readers that must not wait behind
+/// the actor's work read `image_options::image_count` instead.
 using count_atom = caf::atom_constant<caf::atom("count")>;
 
 /// Asks the images actor for the image a container is made from, pulling
@@ -39,6 +43,9 @@ using container_image_ptr = std::shared_ptr<const container_image>;
 struct image_options {
   std::string root;
   std::string registries_conf;
+  /// Set to the number of stored images when the store opens and after
+  /// every change, before the change's caller hears of it (optional).
+  std::shared_ptr<std::atomic<int64_t>> image_count;
 };
 
 caf::behavior images_actor(caf::event_based_actor* self, image_options opts);

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/pull.sh BUILD_DIR [--debian] [--no-list500] [--runs N]
+# bench/pull.sh BUILD_DIR [--debian] [--no-list500 | --list-only] [--runs N]
 #
 # Image pull benchmark (issue 3, item 7): berth against Debian's podman, skopeo and the
 # floor (curl + tar), side by side in one run, from a docker-registry on 127.0.0.1.
@@ -19,7 +19,9 @@
 # Wall time from the shell (EPOCHREALTIME around the command), peak RSS from
 # /usr/bin/time -f %M (the largest single process). Then (unless --no-list500)
 # PULL_LIST_N tiny distinct images are pushed, pulled into one berthd 8 at a time, and
-# io.podman.ListImages is timed with bench/berth-varlink-load (1 connection, sequential).
+# io.podman.ListImages is timed with bench/berth-varlink-load (1 connection, sequential),
+# then again right after each of PULL_LIST_CHANGES TagImage calls (the list must show it).
+# --list-only runs just that ListImages step (no timed pulls).
 #
 # Environment knobs (defaults in brackets):
 #   PULL_RUNS [5]        timed rounds per image (--runs N overrides)
@@ -27,6 +29,7 @@
 #   PULL_FIXTURES [BUILD_DIR/bench/pull-fixtures]  images.py cache directory
 #   PULL_LIST_N [500]    images in the ListImages step
 #   PULL_LIST_CALLS [200] ListImages calls
+#   PULL_LIST_CHANGES [50] ListImages calls each after a TagImage (from python3)
 #   PULL_PARALLEL [8]    concurrent `berth pull`s while filling the ListImages store
 #   BERTHD [BUILD_DIR/cmd/berthd], BERTH [BUILD_DIR/cmd/berth]
 #
@@ -37,23 +40,26 @@
 set -uo pipefail
 export LC_ALL=C
 
-usage() { echo "usage: $0 BUILD_DIR [--debian] [--no-list500] [--runs N]" >&2; exit 2; }
+usage() { echo "usage: $0 BUILD_DIR [--debian] [--no-list500 | --list-only] [--runs N]" >&2; exit 2; }
 [[ $# -ge 1 ]] || usage
 BUILD=$(cd "$1" && pwd) || usage
 shift
 DEBIAN=0
 LIST=1
+PULLS=1
 RUNS=${PULL_RUNS:-5}
 while [[ $# -gt 0 ]]; do
     case $1 in
         --debian) DEBIAN=1 ;;
         --no-list500) LIST=0 ;;
         --list500) LIST=1 ;;
+        --list-only) LIST=1; PULLS=0 ;;
         --runs) [[ $# -ge 2 ]] || usage; RUNS=$2; shift ;;
         *) usage ;;
     esac
     shift
 done
+((LIST || PULLS)) || usage
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || usage
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -65,6 +71,7 @@ WARMUP=${PULL_WARMUP:-1}
 FIXTURES=${PULL_FIXTURES:-$BUILD/bench/pull-fixtures}
 LIST_N=${PULL_LIST_N:-500}
 LIST_CALLS=${PULL_LIST_CALLS:-200}
+LIST_CHANGES=${PULL_LIST_CHANGES:-50}
 PARALLEL=${PULL_PARALLEL:-8}
 
 for b in "$BERTHD" "$BERTH"; do
@@ -373,8 +380,11 @@ declare -A FN=([berth]=run_berth [podman]=run_podman [skopeo]=run_skopeo [curl+t
 declare -A TIMES CPUS PEAK CPEAK
 RUN_NO=0
 NPROC=$(nproc)
-echo "pull.sh: registry $URL; $RUNS timed round(s) per image after $WARMUP warm-up round(s); load average $LOAD_BEFORE" >&2
-for img in "${IMAGES[@]}"; do
+# The images timed in pull rounds: none with --list-only.
+TIMED=("${IMAGES[@]}")
+((PULLS)) || TIMED=()
+((PULLS)) && echo "pull.sh: registry $URL; $RUNS timed round(s) per image after $WARMUP warm-up round(s); load average $LOAD_BEFORE" >&2
+for img in "${TIMED[@]}"; do
     for ((r = -WARMUP; r < RUNS; r++)); do
         for tool in "${TOOLS[@]}"; do
             # Short paths: podman refuses a runroot longer than 50 characters.
@@ -412,13 +422,15 @@ stats() {
 mb() { [[ -n ${1:-} && $1 != 0 ]] && awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }' || echo -; }
 
 LOAD_AFTER_PULLS=$(loadavg)
-echo
-echo "pull benchmark: registry on $URL, $RUNS run(s) per tool and image, each from an empty store" \
-    "($WARMUP warm-up round(s) first), $NPROC CPUs; load average $LOAD_BEFORE before, $LOAD_AFTER_PULLS after"
 row() { printf '%-9s %-9s %10s %9s %8s  %-20s %-16s %s\n' "$@"; }
-row image tool "median ms" "min ms" "CPU ms" "peak RSS MB" "berth vs this" "goal"
-row --------- --------- ---------- --------- -------- -------------------- ---------------- ----------------
-for img in "${IMAGES[@]}"; do
+if ((PULLS)); then
+    echo
+    echo "pull benchmark: registry on $URL, $RUNS run(s) per tool and image, each from an empty store" \
+        "($WARMUP warm-up round(s) first), $NPROC CPUs; load average $LOAD_BEFORE before, $LOAD_AFTER_PULLS after"
+    row image tool "median ms" "min ms" "CPU ms" "peak RSS MB" "berth vs this" "goal"
+    row --------- --------- ---------- --------- -------- -------------------- ---------------- ----------------
+fi
+for img in "${TIMED[@]}"; do
     read -r bmed _ <<<"$(stats "${TIMES[$img/berth]:-}")"
     label="$img"
     for tool in "${TOOLS[@]}"; do
@@ -447,7 +459,7 @@ for img in "${IMAGES[@]}"; do
         label=""
     done
 done
-for img in "${IMAGES[@]}"; do
+for img in "${TIMED[@]}"; do
     printf '%s: %s layer(s), %s MB compressed\n' "$img" "${NLAYERS[$img]}" \
         "$(awk -v s="${SIZE[$img]}" 'BEGIN { printf "%.1f", s / 1048576 }')"
 done
@@ -490,6 +502,44 @@ EOF
         if ((rc != 0)) || [[ $errs != 0 || $calls != "$LIST_CALLS" ]]; then
             fail "ListImages: load client exit $rc, errors ${errs:-?}, replies ${calls:-?} of $LIST_CALLS: $(head -c 400 "$d/load.err")"
         fi
+        # Each round tags an image anew, then times the ListImages after it,
+        # which must show the new name.
+        changed=$(python3 - "$d/sock" "$LIST_CHANGES" 2>"$d/changed.err" <<'EOF'
+import json, socket, sys, time
+conn = socket.socket(socket.AF_UNIX)
+conn.connect(sys.argv[1])
+pending = b""
+def call(method, params):
+    global pending
+    conn.sendall(json.dumps({"method": "io.podman." + method,
+                             "parameters": params}).encode() + b"\0")
+    t0 = time.perf_counter()
+    while b"\0" not in pending:
+        pending += conn.recv(1 << 20)
+    took = time.perf_counter() - t0
+    msg, _, pending = pending.partition(b"\0")
+    reply = json.loads(msg)
+    if "error" in reply:
+        sys.exit("%s: %s" % (method, reply))
+    return reply["parameters"], took
+images = call("ListImages", {})[0]["images"]
+target = images[0]["id"]
+times = []
+for i in range(int(sys.argv[2])):
+    name = "localhost/bench-change:%d" % (i % 2)
+    call("TagImage", {"name": target, "tagged": name})
+    out, took = call("ListImages", {})
+    times.append(took)
+    tags = next(img["repoTags"] for img in out["images"] if img["id"] == target)
+    if name not in tags or len(out["images"]) != len(images):
+        sys.exit("round %d: the list after tagging %s misses it" % (i, name))
+times.sort()
+print("%.2f %.2f" % (times[len(times) // 2] * 1e3, times[len(times) * 99 // 100] * 1e3))
+EOF
+)
+        [[ $? == 0 && -n $changed ]] ||
+            fail "ListImages after a change: $(head -c 400 "$d/changed.err")"
+        read -r cp50 cp99 <<<"${changed:-- -}"
         hwm=$(rss_kb "$BPID" VmHWM)
         stop_berthd
         echo
@@ -499,6 +549,8 @@ EOF
         printf '  %d calls, 1 connection, sequential: p50 %s ms, p99 %s ms (goal: p50 < 2 ms %s); berthd VmHWM %s MB\n' \
             "$LIST_CALLS" "$(awk -v u="${p50:-0}" 'BEGIN { printf "%.2f", u / 1000 }')" \
             "$(awk -v u="${p99:-0}" 'BEGIN { printf "%.2f", u / 1000 }')" "$verdict" "$(mb "$hwm")"
+        printf '  %d calls, each right after a TagImage: p50 %s ms, p99 %s ms\n' \
+            "$LIST_CHANGES" "$cp50" "$cp99"
     else
         fail "ListImages: berthd did not start"
     fi

@@ -145,6 +145,11 @@ std::string chain_id(const std::string& parent_chain,
   return h.hex();
 }
 
+image_store::image_store(std::shared_ptr<std::atomic<int64_t>> count)
+  : count_(count ? std::move(count)
+                 : std::make_shared<std::atomic<int64_t>>(0)) {
+}
+
 bool image_store::open(const std::string& root, std::string& err) {
   root_ = root;
   for (auto* sub : {"", "/blobs/sha256", "/layers", "/tmp"}) {
@@ -156,7 +161,14 @@ bool image_store::open(const std::string& root, std::string& err) {
   if (!db_.open(root_ + "/state.db", err) || !migrate(err))
     return false;
   reconcile();
+  changed();
   return true;
+}
+
+void image_store::changed() {
+  statement s{db_, "SELECT count(*) FROM images"};
+  count_->store(s.step() ? s.integer(0) : 0);
+  ++generation_;
 }
 
 bool image_store::migrate(std::string& err) {
@@ -398,7 +410,10 @@ bool image_store::commit_image(const image_record& img, std::string& err) {
   }
   // Every blob this image brought belongs to it, also when the image was
   // here already (under another manifest): they go when it goes.
-  return record_blobs(img.id, blobs, err) && tx.commit(err);
+  if (!record_blobs(img.id, blobs, err) || !tx.commit(err))
+    return false;
+  changed();
+  return true;
 }
 
 void image_store::load(statement& s, image_record& out) {
@@ -472,11 +487,6 @@ std::vector<image_record> image_store::list() {
   return out;
 }
 
-int64_t image_store::count() {
-  statement s{db_, "SELECT count(*) FROM images"};
-  return s.step() ? s.integer(0) : 0;
-}
-
 lookup image_store::resolve(const std::string& given, image_record& out,
                             std::string& why) {
   std::string name = given;
@@ -533,6 +543,7 @@ bool image_store::tag(const std::string& id, const std::string& name,
     err = "tagging " + id + " as " + name + ": " + db_.last_error();
     return false;
   }
+  changed();
   return true;
 }
 
@@ -543,7 +554,10 @@ bool image_store::untag(const std::string& name, std::string& err) {
     err = "untagging " + name + ": " + db_.last_error();
     return false;
   }
-  return db_.changes() > 0;
+  if (db_.changes() == 0)
+    return false;
+  changed();
+  return true;
 }
 
 bool image_store::remove(const std::string& id, std::string& err) {
@@ -614,6 +628,7 @@ bool image_store::remove(const std::string& id, std::string& err) {
     if (!tx.commit(err))
       return false;
   }
+  changed();
   // Files go after the commit; a crash in between leaves files that the
   // next `open` removes.
   std::error_code ec;

@@ -7,8 +7,10 @@
 
 #include "storage/sqlite.hpp"
 
+#include <atomic>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -44,6 +46,10 @@ enum class lookup { found, not_found, ambiguous };
 
 class image_store {
 public:
+  /// `count`, when given, is where the store keeps its number of images
+  /// (see `count`); else the store keeps its own.
+  explicit image_store(std::shared_ptr<std::atomic<int64_t>> count = {});
+
   /// Opens the store under `root`, creating it, and cleans up what an
   /// interrupted operation left behind.
   bool open(const std::string& root, std::string& err);
@@ -79,7 +85,14 @@ public:
                  std::string& why);
   bool get(const std::string& id, image_record& out);
   std::vector<image_record> list();
-  int64_t count();
+  /// The number of images, set after every committed change before the
+  /// call that made it returns; read without the database, so other
+  /// threads may read the shared counter while the store works.
+  int64_t count() const { return count_->load(); }
+  /// Moves on with every committed change to images or their names
+  /// (commit, tag, untag, remove): a view of the store made at one
+  /// generation is current for as long as the generation stays.
+  uint64_t generation() const { return generation_.load(); }
 
   bool tag(const std::string& id, const std::string& name, std::string& err);
   /// Removes one name; false if no image has it.
@@ -99,9 +112,14 @@ private:
                     std::string& err);
   void reconcile();
   void load(statement& s, image_record& out);
+  /// After a committed change: recounts the images and moves the
+  /// generation on.
+  void changed();
 
   std::string root_;
   database db_;
+  std::shared_ptr<std::atomic<int64_t>> count_;
+  std::atomic<uint64_t> generation_{0};
 };
 
 /// The chain ID of a layer given its parent's chain ID ("" for the base).

@@ -20,6 +20,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 import time
@@ -953,6 +954,84 @@ class TagRemoveTest(ImageTest):
         self.assertEqual(self.list_images(), [])
         self.assertEqual(listdir(self.layers_dir), [])
         self.assertEqual(self.blob_files(), set())
+
+
+class ListChangeTest(ImageTest):
+    """ListImages is answered from a reply kept between changes and GetInfo
+    from a count kept on every commit: each change must be in the very next
+    answer of both, on a connection that listed just before it."""
+
+    def listing(self, conn):
+        """Image ID -> sorted names, checked against GetInfo's count."""
+        images = self.ok("ListImages", conn=conn)["images"] or []
+        count = self.ok("GetInfo", conn=conn)["info"]["store"]["images"]
+        self.assertEqual(count, len(images), "GetInfo's count disagrees with the list")
+        return {i["id"]: sorted(i["repoTags"] or []) for i in images}
+
+    def rootfs(self):
+        """busybox's root file system as a plain tar, for ImportImage."""
+        path = self.path("rootfs.tar")
+        with tarfile.open(os.path.join(imagefx.CACHE, "busybox-docker.tar")) as t:
+            layer = json.load(t.extractfile("manifest.json"))[0]["Layers"][0]
+            with open(path, "wb") as f:
+                shutil.copyfileobj(t.extractfile(layer), f)
+        return path
+
+    def test_every_change_in_the_next_list(self):
+        bb_ref, b5_ref = ENV.ref("busybox"), ENV.ref("busybox5")
+        with self.daemon().connect(timeout=PULL_TIMEOUT) as c:
+            self.assertEqual(self.listing(c), {})
+
+            bb = self.pull("busybox", conn=c)
+            want = {bb: [bb_ref]}
+            self.assertEqual(self.listing(c), want, "after a pull")
+            self.assertEqual(self.listing(c), want, "listed twice")
+
+            self.ok("TagImage", {"name": bb, "tagged": "mine:1"}, conn=c)
+            want[bb] = sorted([bb_ref, "localhost/mine:1"])
+            self.assertEqual(self.listing(c), want, "after a tag")
+
+            b5 = self.pull("busybox5", conn=c)
+            want[b5] = [b5_ref]
+            self.assertEqual(self.listing(c), want, "after a second pull")
+
+            self.ok("TagImage", {"name": b5, "tagged": "mine:1"}, conn=c)
+            want = {bb: [bb_ref], b5: sorted([b5_ref, "localhost/mine:1"])}
+            self.assertEqual(self.listing(c), want, "after a tag moved a name")
+
+            self.assertEqual(self.ok("RemoveImage", {"name": "mine:1"}, conn=c)["image"], b5)
+            want[b5] = [b5_ref]
+            self.assertEqual(self.listing(c), want, "after an untag")
+
+            self.ok("RemoveImage", {"name": b5_ref}, conn=c)
+            del want[b5]
+            self.assertEqual(self.listing(c), want, "after rmi")
+
+            archive = os.path.join(imagefx.CACHE, "busybox5-docker.tar")
+            r = self.ok("LoadImage", {"name": "", "inputFile": archive, "quiet": True,
+                                      "deleteFile": False}, conn=c)
+            self.assertEqual(r["reply"]["id"], "localhost/busybox5:latest")
+            want[b5] = ["localhost/busybox5:latest"]
+            self.assertEqual(self.listing(c), want, "after a load")
+
+            imported = self.ok("ImportImage", {
+                "source": self.rootfs(), "reference": "imported", "message": "",
+                "changes": [], "delete": False}, conn=c)["image"]
+            want[imported] = ["localhost/imported:latest"]
+            self.assertEqual(self.listing(c), want, "after an import")
+
+            # Moving busybox's only name away leaves it dangling for the prune.
+            self.ok("TagImage", {"name": b5, "tagged": bb_ref}, conn=c)
+            want = {bb: [], b5: sorted(["localhost/busybox5:latest", bb_ref]),
+                    imported: ["localhost/imported:latest"]}
+            self.assertEqual(self.listing(c), want, "after a tag left an image unnamed")
+            self.assertEqual(self.ok("ImagesPrune", {"all": False}, conn=c)["pruned"], [bb])
+            del want[bb]
+            self.assertEqual(self.listing(c), want, "after a prune")
+
+            removed = self.ok("DeleteUnusedImages", conn=c)["images"]
+            self.assertEqual(set(removed), {b5, imported})
+            self.assertEqual(self.listing(c), {}, "after deleting every image")
 
 
 class InspectHistoryTest(ImageTest):
