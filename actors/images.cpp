@@ -98,6 +98,26 @@ std::string qualify_tag(std::string name) {
   return name;
 }
 
+/// A name for an image as TagImage, ExportImage's tags and ImageSave's
+/// moreTags take it: a valid reference without a transport or digest,
+/// qualified by `qualify_tag`. False with `err` in the reference parser's
+/// words otherwise.
+bool tag_name(const std::string& given, std::string& out, std::string& err) {
+  storage::image_reference ref;
+  if (given.empty()) {
+    err = "invalid reference format: the name is empty";
+    return false;
+  }
+  if (given.find("://") != std::string::npos ||
+      given.find('@') != std::string::npos) {
+    err = "parsing reference \"" + given + "\": invalid reference format: "
+          "a name to tag with carries no transport or digest";
+    return false;
+  }
+  out = qualify_tag(given);
+  return storage::image_reference::parse(out, ref, err);
+}
+
 /// A job's own actor: runs the blocking work, then reports to `images`.
 void run_job(caf::event_based_actor* self, caf::actor images, std::string key,
              job_work work, std::shared_ptr<std::atomic<bool>> cancelled,
@@ -215,10 +235,11 @@ public:
     storage::image_record img;
     if (!find(c, in.name, img))
       return;
-    std::string err;
-    if (in.tagged.empty() || !store_.tag(img.id, qualify_tag(in.tagged), err))
-      return c->fail(podman::ErrorOccurred{
-          err.empty() ? "tagging " + img.id + ": empty tag" : err});
+    std::string err, name;
+    if (!tag_name(in.tagged, name, err))
+      return c->fail(podman::ErrorOccurred{"tagging " + img.id + ": " + err});
+    if (!store_.tag(img.id, name, err))
+      return c->fail(podman::ErrorOccurred{err});
     c->reply(podman::TagImage_out{img.id});
   }
 
@@ -422,8 +443,8 @@ public:
     if (!find(c, o.name, req.image))
       return;
     req.names = names_for(o.name, req.image);
-    for (auto& t : o.moreTags)
-      add_name(req.names, qualify_tag(t));
+    if (!add_tags(c, o.moreTags, req.names))
+      return;
     // The client fetches one file: directories are tarred.
     req.as_tar = true;
     req.compress = o.compress;
@@ -470,8 +491,8 @@ public:
       return c->fail(podman::ErrorOccurred{"exporting to \"" +
                                            in.destination + "\": invalid "
                                            "name " + dest.ref});
-    for (auto& t : in.tags)
-      add_name(req.names, qualify_tag(t));
+    if (!add_tags(c, in.tags, req.names))
+      return;
     auto key = unique_key("export", c);
     join(key, c, job_kind::export_);
     auto* store = &store_;
@@ -487,9 +508,14 @@ public:
     if (!in.reference.empty()) {
       name = qualify_tag(in.reference);
       storage::image_reference ref;
-      if (!storage::image_reference::parse(name, ref, err))
+      if (!storage::image_reference::parse(name, ref, err)) {
+        // The source is the client's upload when it asks for it to go:
+        // it goes on failure too.
+        if (in.delete_ && ::unlink(in.source.c_str()) < 0 && errno != ENOENT)
+          log()->warn("removing {}: {}", in.source, std::strerror(errno));
         return c->fail(podman::ErrorOccurred{"importing " + in.source +
                                              ": " + err});
+      }
     }
     storage::import_request req;
     req.source = in.source;
@@ -745,6 +771,22 @@ private:
   static void add_name(std::vector<std::string>& names, std::string name) {
     if (std::find(names.begin(), names.end(), name) == names.end())
       names.push_back(std::move(name));
+  }
+
+  /// Adds the extra names a save or export writes; an invalid one fails
+  /// the call (with ErrorOccurred) and nothing is written.
+  static bool add_tags(const rpc::call_ptr& c,
+                       const std::vector<std::string>& tags,
+                       std::vector<std::string>& names) {
+    for (auto& t : tags) {
+      std::string name, err;
+      if (!tag_name(t, name, err)) {
+        c->fail(podman::ErrorOccurred{err});
+        return false;
+      }
+      add_name(names, std::move(name));
+    }
+    return true;
   }
 
   /// ImageSave results nobody fetched before the daemon stopped (or

@@ -38,8 +38,11 @@ std::string escape(const std::string& path) {
 std::string mount_data(const std::vector<std::string>& lowers,
                        const std::string& upper, const std::string& work) {
   std::string data = "lowerdir=";
-  for (size_t i = 0; i < lowers.size(); ++i)
-    data += (i ? ":" : "") + escape(lowers[i]);
+  for (size_t i = 0; i < lowers.size(); ++i) {
+    if (i > 0)
+      data += ':';
+    data += escape(lowers[i]);
+  }
   if (!upper.empty())
     data += ",upperdir=" + escape(upper) + ",workdir=" + escape(work);
   return data;

@@ -113,6 +113,18 @@ std::vector<std::string> candidates(const std::string& name) {
   return out;
 }
 
+// The repository of a stored name: without its tag or digest.
+std::string repository_part(std::string name) {
+  if (auto at = name.find('@'); at != std::string::npos)
+    name.resize(at);
+  auto slash = name.rfind('/');
+  auto colon = name.rfind(':');
+  if (colon != std::string::npos &&
+      (slash == std::string::npos || colon > slash))
+    name.resize(colon);
+  return name;
+}
+
 // The blobs `img` uses as its record describes them: its config, its
 // manifest and the blob of each layer.
 std::vector<blob_use> blobs_of(const image_record& img) {
@@ -501,6 +513,32 @@ lookup image_store::resolve(const std::string& given, image_record& out,
     by_name.reset();
     by_name.bind(1, cand);
     if (by_name.step() && get(by_name.text(0), out))
+      return lookup::found;
+  }
+  if (auto at = name.find('@');
+      at != std::string::npos && valid_digest(name.substr(at + 1))) {
+    // "repository@digest" as RepoDigests shows it: an image stored from
+    // that manifest under a name in that repository, whatever its tag.
+    auto repo = repository_part(name.substr(0, at));
+    statement by_digest{db_,
+                        "SELECT id FROM images WHERE manifest_digest = ?"};
+    by_digest.bind(1, name.substr(at + 1));
+    std::set<std::string> hits;
+    while (by_digest.step()) {
+      image_record img;
+      if (!get(by_digest.text(0), img))
+        continue;
+      for (auto& n : img.names) {
+        auto r = repository_part(n);
+        if (r == repo || r.ends_with("/" + repo))
+          hits.insert(img.id);
+      }
+    }
+    if (hits.size() > 1) {
+      why = "more than one image matches " + given;
+      return lookup::ambiguous;
+    }
+    if (hits.size() == 1 && get(*hits.begin(), out))
       return lookup::found;
   }
   if (is_hex(id) && id.size() < 64) {

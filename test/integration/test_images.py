@@ -325,6 +325,22 @@ class PullVarietyTest(ImageTest):
                 with self.subTest(prefix=prefix):
                     self.assertEqual(self.ok("GetImage", {"id": prefix})["image"]["id"], iid)
 
+    def test_get_by_repo_digest_after_pull_by_tag(self):
+        """Each RepoDigests entry names the image back, as does its short
+        form; a digest of another manifest does not."""
+        b5 = self.pull("busybox5")
+        bb = self.pull("busybox")
+        digests = self.ok("GetImage", {"id": b5})["image"]["repoDigests"]
+        self.assertTrue(digests)
+        for name in digests + ["busybox5@" + digests[0].split("@")[1]]:
+            with self.subTest(name=name):
+                self.assertEqual(self.ok("GetImage", {"id": name})["image"]["id"], b5)
+                self.assertEqual(self.ok("ImageExists", {"name": name})["exists"], 0)
+        other = self.ok("GetImage", {"id": bb})["image"]["repoDigests"][0].split("@")[1]
+        wrong = "busybox5@" + other
+        self.assertError(self.call("GetImage", {"id": wrong}), "io.podman.ImageNotFound")
+        self.assertEqual(self.ok("ImageExists", {"name": wrong})["exists"], 1)
+
     def test_pull_and_get_by_digest(self):
         dg = ENV.pushed["busybox5:latest"]
         ref = ENV.ref("busybox5").rsplit(":", 1)[0] + "@" + dg
@@ -885,6 +901,43 @@ class TagRemoveTest(ImageTest):
         for name in ("localhost/mine:1", "mine:1", "other", "example.org/ns/full:2"):
             with self.subTest(name=name):
                 self.assertEqual(self.ok("GetImage", {"id": name})["image"]["id"], bb)
+
+    def test_invalid_names_refused(self):
+        """TagImage, ImageSave's moreTags and ExportImage's tags refuse what
+        is not a reference, and store or write nothing."""
+        bb = self.pull("busybox")
+        before = self.names(bb)
+        bad = ["UPPER:Case", "bad tag!", "../../etc:x", "a:b:c:d", "a" * 300,
+               "x@sha256:" + "0" * 64, "docker://x:1", ""]
+        for name in bad:
+            with self.subTest(name=name):
+                r = self.call("TagImage", {"name": bb, "tagged": name})
+                self.assertError(r, "io.podman.ErrorOccurred")
+                self.assertIn("invalid reference format", r["parameters"]["reason"])
+        self.assertEqual(self.names(bb), before)
+        out = self.path("export-bad.tar")
+        r = self.call("ExportImage", {"name": bb, "destination": "docker-archive:" + out,
+                                      "compress": False, "tags": ["Bad Tag!"]})
+        self.assertError(r, "io.podman.ErrorOccurred")
+        self.assertFalse(os.path.exists(out))
+        r = self.call("ImageSave", {"options": {"name": bb, "format": "docker-archive",
+                                                "output": "", "outputType": "",
+                                                "moreTags": ["x@@y"], "quiet": True,
+                                                "compress": False}})
+        self.assertError(r, "io.podman.ErrorOccurred")
+        uploads = os.path.join(self.root, "uploads")
+        self.assertEqual(os.listdir(uploads) if os.path.isdir(uploads) else [], [])
+
+    def test_failed_import_removes_its_upload(self):
+        """ImportImage with delete removes the source also when the call
+        fails before importing."""
+        src = self.path("rootfs.tar")
+        subprocess.run(["tar", "-cf", src, "-C", self.path(""), "registries.conf"],
+                       check=True)
+        r = self.call("ImportImage", {"source": src, "reference": "Bad Ref",
+                                      "delete": True, "changes": [], "message": ""})
+        self.assertError(r, "io.podman.ErrorOccurred")
+        self.assertFalse(os.path.exists(src))
 
     def test_tag_moves_between_images(self):
         bb = self.pull("busybox")
