@@ -76,6 +76,10 @@ std::string params_of(const In& in) {
 /// `{"name": NAME}`, the parameters of most container calls.
 std::string name_param(const std::string& name);
 
+/// How long before `now` (epoch seconds) the RFC 3339 time `when` was, in
+/// podman's words ("3 hours ago"); empty when `when` does not parse.
+std::string time_ago(const std::string& when, int64_t now);
+
 /// Prints rows as columns separated by at least three spaces.
 void print_table(const std::vector<std::vector<std::string>>& rows);
 

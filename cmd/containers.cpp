@@ -1538,6 +1538,10 @@ int export_tar(const std::string& addr, const std::vector<std::string>& args) {
 
 } // namespace
 
+std::string time_ago(const std::string& when, int64_t now) {
+  return ago(when, now);
+}
+
 void receive_file(session& s, const std::string& remote, int fd) {
   auto r = s.call("io.podman.ReceiveFile",
                   params_of(podman::ReceiveFile_in{remote, true}),

@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <functional>
 #include <iomanip>
@@ -749,10 +750,9 @@ int images(const std::string& addr, const std::vector<std::string>& args) {
     std::cout << simdjson::minify(list) << '\n';
     return ok;
   }
-  if (!quiet)
-    std::cout << std::left << std::setw(40) << "REPOSITORY" << std::setw(12)
-              << "TAG" << std::setw(14) << "IMAGE ID" << std::setw(28)
-              << "CREATED" << "SIZE\n";
+  auto now = int64_t(std::time(nullptr));
+  std::vector<std::vector<std::string>> rows{
+      {"REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"}};
   for (auto img : list) {
     auto id = str(img, "id").substr(0, 12);
     if (quiet) {
@@ -769,14 +769,25 @@ int images(const std::string& addr, const std::vector<std::string>& args) {
         tags.emplace_back(std::string_view(n));
     if (tags.empty())
       tags.push_back("<none>:<none>");
+    auto created = time_ago(str(img, "created"), now);
     for (auto& t : tags) {
-      auto colon = t.rfind(':');
-      std::cout << std::left << std::setw(40) << t.substr(0, colon)
-                << std::setw(12) << t.substr(colon + 1) << std::setw(14) << id
-                << std::setw(28) << str(img, "created") << human_size(size)
-                << '\n';
+      // "repo:tag"; a name kept by digest ("repo@sha256:...") has no tag.
+      std::string repo = t, tag = "<none>";
+      if (auto at = t.find('@'); at != std::string::npos) {
+        repo = t.substr(0, at);
+      } else if (auto colon = t.rfind(':');
+                 colon != std::string::npos &&
+                 (t.rfind('/') == std::string::npos || colon > t.rfind('/'))) {
+        repo = t.substr(0, colon);
+        tag = t.substr(colon + 1);
+      }
+      rows.push_back({repo, tag, id,
+                      created.empty() ? str(img, "created") : created,
+                      human_size(size)});
     }
   }
+  if (!quiet)
+    print_table(rows);
   return ok;
 }
 

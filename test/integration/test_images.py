@@ -1230,9 +1230,15 @@ class CliTest(ImageTest):
         p = self.berth("images")
         self.assertRan(p)
         rows = p.stdout.splitlines()
-        self.assertIn("REPOSITORY", rows[0])
-        self.assertTrue(any(ref.rsplit(":", 1)[0] in r and "latest" in r and bb[:12] in r
-                            for r in rows[1:]), p.stdout)
+        self.assertEqual(re.split(r" {3,}", rows[0].strip()),
+                         ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"])
+        # Columns stay apart however long the name; CREATED in words.
+        cols = [re.split(r" {3,}", r.strip()) for r in rows[1:]]
+        self.assertIn(ref.rsplit(":", 1)[0], [c[0] for c in cols], p.stdout)
+        for c in cols:
+            self.assertEqual(len(c), 5, p.stdout)
+            self.assertEqual(c[1:3], ["latest", bb[:12]], p.stdout)
+            self.assertTrue(c[3].endswith(" ago"), p.stdout)
 
         p = self.berth("images", "-q")
         self.assertRan(p)
