@@ -14,6 +14,7 @@
 #include <set>
 #include <sstream>
 #include <sys/stat.h>
+#include <thread>
 #include <unordered_map>
 #include <unistd.h>
 
@@ -253,15 +254,16 @@ bool image_store::record_blobs(const std::string& id,
 void image_store::reconcile() {
   std::error_code ec;
   for (auto& e : fs::directory_iterator(root_ + "/tmp", ec))
-    fs::remove_all(e.path(), ec);
+    discard(e.path().string(), "tmp-" + e.path().filename().string());
   std::set<std::string> known;
   statement s{db_, "SELECT chain_id FROM layers"};
   while (s.step())
     known.insert(s.text(0));
   for (auto& e : fs::directory_iterator(root_ + "/layers", ec)) {
     if (!known.count(e.path().filename().string()))
-      fs::remove_all(e.path(), ec);
+      discard(e.path().string(), "layer-" + e.path().filename().string());
   }
+  empty_trash();
   // Blobs no image refers to: what a failed pull or load had fetched, and
   // what a removal had committed but not yet deleted.
   std::set<std::string> used;
@@ -278,6 +280,29 @@ void image_store::reconcile() {
     if (!used.count(e.path().filename().string()))
       fs::remove(e.path(), ec);
   }
+}
+
+void image_store::discard(const std::string& path, const std::string& as) {
+  // A pull killed half way can leave hundreds of megabytes: deleting them
+  // before the daemon answers would hold up its start.
+  std::error_code ec;
+  auto trash = root_ + "/trash";
+  fs::create_directory(trash, ec);
+  if (::rename(path.c_str(), (trash + "/" + as).c_str()) < 0)
+    fs::remove_all(path, ec);
+}
+
+void image_store::empty_trash() {
+  auto trash = root_ + "/trash";
+  std::error_code ec;
+  if (!fs::exists(trash, ec))
+    return;
+  // Nothing else uses trash/: the thread may outlive the store, and a
+  // daemon stopped before it is done finishes at its next start.
+  std::thread{[trash] {
+    std::error_code e;
+    fs::remove_all(trash, e);
+  }}.detach();
 }
 
 std::string image_store::blob_path(const std::string& digest) const {

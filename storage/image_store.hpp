@@ -111,6 +111,11 @@ private:
   bool record_blobs(const std::string& id, const std::vector<blob_use>& blobs,
                     std::string& err);
   void reconcile();
+  /// Moves a leftover directory into trash/ at once (a rename), for
+  /// `empty_trash` to delete; removes it in place when it cannot move.
+  void discard(const std::string& path, const std::string& as);
+  /// Deletes what trash/ holds on a thread of its own.
+  void empty_trash();
   void load(statement& s, image_record& out);
   /// After a committed change: recounts the images and moves the
   /// generation on.

@@ -16,12 +16,15 @@
 
 #include "support.hpp"
 
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <memory>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace fs = std::filesystem;
@@ -466,6 +469,35 @@ BOOST_AUTO_TEST_CASE(open_removes_blobs_no_image_names) {
   auto stray = std::string(64, 'a');
   write(f.root / "blobs" / "sha256" / stray, "left over");
   f.open();
+  BOOST_TEST(blob_files(f.store()) == blobs_of(l));
+}
+
+// What a killed pull left (a work directory, an unpacked layer no image
+// records) is gone from tmp/ and layers/ as soon as the store is open, and
+// from the disk once the background deletion is done; what images use
+// stays.
+BOOST_AUTO_TEST_CASE(open_moves_leftovers_away_then_deletes_them) {
+  fixture f;
+  auto l =
+      make_layout(f.at("img"), "kept", {make_layer("kept", packing::gzip)});
+  load(f.store(), f.at("img"));
+  auto layers_before = std::distance(fs::directory_iterator{f.root / "layers"},
+                                     fs::directory_iterator{});
+  for (auto* dir : {"tmp/work-abc123/diff/usr/bin", "layers/"
+                    "0123456789abcdef0123456789abcdef0123456789abcdef01234567"
+                    "89abcdef/diff/etc"}) {
+    fs::create_directories(f.root / dir);
+    for (int i = 0; i < 200; ++i)
+      write(f.root / dir / ("f" + std::to_string(i)), "x");
+  }
+  f.open();
+  BOOST_TEST(fs::is_empty(f.root / "tmp"));
+  BOOST_TEST(std::distance(fs::directory_iterator{f.root / "layers"},
+                           fs::directory_iterator{}) == layers_before);
+  // The deletion runs on its own thread: wait for it to finish.
+  for (int i = 0; i < 600 && fs::exists(f.root / "trash"); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  BOOST_TEST(!fs::exists(f.root / "trash"));
   BOOST_TEST(blob_files(f.store()) == blobs_of(l));
 }
 
