@@ -39,9 +39,10 @@ enum class push_failure {
 /// one. Layers stored uncompressed are sent gzip-compressed, as podman
 /// sends them to a registry; zstd layers stay zstd in an OCI manifest and
 /// are recompressed with gzip for Docker schema 2. The manifest then names
-/// the new blobs; the image's ID (its config) stays the same. Progress lines go to `ev.log` (from several threads, one line at
-/// a time). Errors name the destination and carry the registry's own
-/// reason ("pushing 127.0.0.1:5000/x:y: ...: unauthorized: ...").
+/// the new blobs; the image's ID (its config) stays the same. Progress lines go
+/// to `ev.log` (from several threads, one line at a time). Errors name the
+/// destination and carry the registry's own reason ("pushing
+/// 127.0.0.1:5000/x:y: ...: unauthorized: ...").
 bool push_image(image_store& store, const push_request& req,
                 const pull_events& ev, std::string& err, push_failure& failure);
 

@@ -519,8 +519,8 @@ struct registry_client::impl {
                          const std::string& used);
   void backoff(int attempt, const response* rs) const;
   bool perform(request& rq, response& rs, std::string& err);
-  auth_result authenticate(const request& rq, const response& rs,
-                           bool& fetched, std::string& err);
+  auth_result authenticate(const request& rq, const response& rs, bool& fetched,
+                           std::string& err);
   bool fetch_token(const auth_challenge& ch, const std::string& scope,
                    std::string& token, std::string& err);
   bool download_blob(const std::string& repository, const std::string& digest,

@@ -288,8 +288,8 @@ BOOST_AUTO_TEST_CASE(short_names_and_search_registries) {
   req.search_registries = {nowhere, here};
   BOOST_TEST_REQUIRE(pull_image(f.store, req, ev, img, err), err);
   BOOST_CHECK(img.names == std::vector<std::string>{here + "/steady:latest"});
-  BOOST_CHECK(log.starts_with("Trying to pull " + nowhere +
-                              "/steady:latest...\n"));
+  BOOST_CHECK(
+      log.starts_with("Trying to pull " + nowhere + "/steady:latest...\n"));
   BOOST_CHECK(log.find("Trying to pull " + here + "/steady:latest...\n") !=
               std::string::npos);
   BOOST_CHECK(log.find("docker.io") == std::string::npos);

@@ -630,9 +630,9 @@ BOOST_AUTO_TEST_CASE(uncompressed_layers_go_gzipped) {
 
   // Whatever the format, the registry gets gzip: the same bytes each time.
   std::string gzipped;
-  for (auto [format, tag, type] :
-       {std::tuple{"", "kept", oci_gzip}, {"oci", "oci", oci_gzip},
-        {"v2s2", "v2s2", docker_gzip}}) {
+  for (auto [format, tag, type] : {std::tuple{"", "kept", oci_gzip},
+                                   {"oci", "oci", oci_gzip},
+                                   {"v2s2", "v2s2", docker_gzip}}) {
     progress p;
     push_ok(push_to(rec.id, reg() + "/out/plain:" + tag, format), p);
     auto m = fetch_manifest(reg(), "out/plain", tag);
@@ -689,8 +689,8 @@ BOOST_AUTO_TEST_CASE(zstd_layers_stay_oci_and_go_gzip_as_v2s2) {
   BOOST_TEST_REQUIRE(im.layers.size() == 1u);
   BOOST_TEST(im.layers[0].media_type == docker_gzip);
   BOOST_TEST(im.layers[0].digest != img.layer_digest());
-  BOOST_TEST(p.says("Copying blob " + short_hex(im.layers[0].digest) +
-                    " done\n"));
+  BOOST_TEST(
+      p.says("Copying blob " + short_hex(im.layers[0].digest) + " done\n"));
 
   temp_dir other{"store5"};
   image_store fresh;

@@ -824,14 +824,14 @@ BOOST_AUTO_TEST_CASE(basic_auth_parallel_first_requests) {
 
   registry_client checker(r.address(), as_alice());
   std::atomic<int> missing = 0;
-  BOOST_TEST(all_at_once(n, [&](int i, std::string& err) {
-               bool exists = true;
-               if (!checker.blob_exists("test/par", imgs[i].layer_digest,
-                                        exists, err))
-                 return false;
-               missing += !exists;
-               return true;
-             }) == "");
+  BOOST_TEST(
+      all_at_once(n, [&](int i, std::string& err) {
+        bool exists = true;
+        if (!checker.blob_exists("test/par", imgs[i].layer_digest, exists, err))
+          return false;
+        missing += !exists;
+        return true;
+      }) == "");
   BOOST_TEST(missing.load() == n);
 
   registry_client pusher(r.address(), as_alice());
@@ -843,8 +843,8 @@ BOOST_AUTO_TEST_CASE(basic_auth_parallel_first_requests) {
   registry_client fetcher(r.address(), as_alice());
   BOOST_TEST(all_at_once(n, [&](int i, std::string& err) {
                temp_file out;
-               if (!fetcher.fetch_blob("test/par", imgs[i].layer_digest,
-                                       out.fd, {}, err))
+               if (!fetcher.fetch_blob("test/par", imgs[i].layer_digest, out.fd,
+                                       {}, err))
                  return false;
                if (out.text() == imgs[i].layer)
                  return true;
