@@ -550,7 +550,8 @@ public:
     req.creds = in.creds;
     req.cert_dir = in.certDir;
     req.format = in.format;
-    req.compress = in.compress;
+    // podman's compress only concerns dir: destinations; a registry gets
+    // gzip layers either way.
     req.insecure_registries = registries().insecure();
     auto key = unique_key("push", c);
     join(key, c, job_kind::push);

@@ -434,10 +434,14 @@ bool pull_image(image_store& store, const pull_request& req,
   if (ref.has_registry_part) {
     tries.push_back(ref);
   } else {
+    // No implicit docker.io: libpod refuses too, with these words.
     for (auto& reg : req.search_registries)
       tries.push_back(ref.qualified(reg));
-    if (tries.empty())
-      tries.push_back(ref.qualified(default_registry));
+    if (tries.empty()) {
+      err = "image name provided is a short name and no search registries "
+            "are defined in the registries config file.";
+      return false;
+    }
   }
   std::string errors;
   for (auto& t : tries) {

@@ -59,10 +59,11 @@ bool store_image(image_store& store, blob_source& source, const manifest& m,
                  const pull_events& ev, image_record& out, std::string& err);
 
 /// Pulls from a registry: resolves the reference (short names through the
-/// search registries), fetches the manifest and runs `store_image` with
-/// the registry as the source; `out.names` holds the reference pulled.
-/// Errors name the reference and carry the registry's own reason, one line
-/// per registry tried.
+/// search registries, in order; a short name with none configured fails
+/// as libpod's does, naming no registry and asking none), fetches the manifest
+/// and runs `store_image` with the registry as the source; `out.names` holds
+/// the reference pulled. Errors name the reference and carry the registry's own
+/// reason, one line per registry tried.
 bool pull_image(image_store& store, const pull_request& req,
                 const pull_events& ev, image_record& out, std::string& err);
 

@@ -210,27 +210,27 @@ bool uncompressed_layer(const std::string& media_type) {
          media_type == layer_types[1].docker;
 }
 
+/// Whether a layer goes to a registry in `target` only once recompressed
+/// with gzip: one stored uncompressed (podman sends those gzip'd), or zstd
+/// for Docker schema 2, which has no media type for it.
+bool needs_gzip(const std::string& media_type, manifest_format target) {
+  return uncompressed_layer(media_type) ||
+         (target == manifest_format::docker && media_type == zstd_layer_type);
+}
+
 /// Rewrites the media types of `m` for `target`.
-bool convert_manifest(manifest_model& m, manifest_format target,
-                      std::string& err) {
+void convert_manifest(manifest_model& m, manifest_format target) {
   bool oci = target == manifest_format::oci;
   if (m.config.media_type == oci_config_type ||
       m.config.media_type == docker_config_type || m.config.media_type.empty())
     m.config.media_type = oci ? oci_config_type : docker_config_type;
-  for (auto& l : m.layers) {
-    if (!oci && l.media_type == zstd_layer_type) {
-      err = "layer " + l.digest +
-            " is zstd-compressed, which manifest format v2s2 cannot describe";
-      return false;
-    }
+  for (auto& l : m.layers)
     for (auto& pair : layer_types)
       if (l.media_type == pair.oci || l.media_type == pair.docker) {
         l.media_type = oci ? pair.oci : pair.docker;
         break;
       }
-  }
   m.format = target;
-  return true;
 }
 
 /// One push of one image to one destination.
@@ -249,7 +249,7 @@ public:
   }
 
   bool run(const image_record& img, std::optional<manifest_format> format,
-           bool compress, std::string& err) {
+           std::string& err) {
     log("Getting image source signatures\n");
     manifest_model model;
     std::string body;
@@ -257,12 +257,11 @@ public:
       return false;
 
     bool changed = false;
-    if (compress && !compress_layers(model, changed, err))
-      return false;
     auto target = format.value_or(model.format);
+    if (!compress_layers(img, model, target, changed, err))
+      return false;
     if (changed || target != model.format) {
-      if (!convert_manifest(model, target, err))
-        return false;
+      convert_manifest(model, target);
       body = render_manifest(model);
     }
 
@@ -311,20 +310,32 @@ private:
     return it != made_.end() ? it->second : store_.blob_path(digest);
   }
 
-  // Replaces layers stored uncompressed by gzip'd copies in a temp dir.
-  bool compress_layers(manifest_model& model, bool& changed, std::string& err) {
+  // Replaces the layers `needs_gzip` names by gzip'd copies in a temp
+  // dir, each checked against its diff ID.
+  bool compress_layers(const image_record& img, manifest_model& model,
+                       manifest_format target, bool& changed,
+                       std::string& err) {
     for (auto& l : model.layers) {
-      if (!uncompressed_layer(l.media_type))
+      if (!needs_gzip(l.media_type, target))
         continue;
+      // An uncompressed blob is its own diff ID.
+      std::string diff_id = uncompressed_layer(l.media_type) ? l.digest : "";
+      for (auto& stored : img.layers)
+        if (stored.blob == l.digest)
+          diff_id = stored.diff_id;
+      if (diff_id.empty()) {
+        err = "layer " + l.digest + ": the image records no diff ID for it";
+        return false;
+      }
       if (temp_dir_.empty() && (temp_dir_ = store_.make_temp_dir(err)).empty())
         return false;
       auto file = temp_dir_ + "/" + l.digest.substr(7) + ".gz";
       gzipped_layer gz;
       if (!gzip_layer(store_.blob_path(l.digest), file, gz, err))
         return false;
-      // An uncompressed blob is its own diff ID.
-      if (gz.diff_id != l.digest) {
-        err = "layer " + l.digest + " in the store has content " + gz.diff_id;
+      if (gz.diff_id != diff_id) {
+        err = "layer " + l.digest + " in the store has content " + gz.diff_id +
+              ", the image says " + diff_id;
         return false;
       }
       made_[gz.digest] = file;
@@ -510,7 +521,7 @@ bool push_image(image_store& store, const push_request& req,
 
   failure = push_failure::failed;
   pusher p{store, dest, options_for(req, dest.registry), ev};
-  if (!p.run(img, format, req.compress, why)) {
+  if (!p.run(img, format, why)) {
     err = "pushing " + dest.str() + ": " + why;
     return false;
   }

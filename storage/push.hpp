@@ -22,9 +22,6 @@ struct push_request {
   /// "oci", "v2s2" (or "docker"), or empty to keep the stored manifest's
   /// format. "v2s1" is refused.
   std::string format;
-  /// Gzip-compresses layers stored uncompressed before they are sent;
-  /// layers stored compressed go as they are either way.
-  bool compress = false;
   std::vector<std::string> insecure_registries;
 };
 
@@ -39,9 +36,13 @@ enum class push_failure {
 /// Uploads the layers the registry lacks (asking with HEAD first), the
 /// config, then the manifest under the destination's tag, converted
 /// between OCI and Docker schema 2 when `req.format` asks for the other
-/// one. Progress lines go to `ev.log` (from several threads, one line at
-/// a time). Errors name the destination and carry the registry's own
-/// reason ("pushing 127.0.0.1:5000/x:y: ...: unauthorized: ...").
+/// one. Layers stored uncompressed are sent gzip-compressed, as podman
+/// sends them to a registry; zstd layers stay zstd in an OCI manifest and
+/// are recompressed with gzip for Docker schema 2. The manifest then names
+/// the new blobs; the image's ID (its config) stays the same. Progress lines go
+/// to `ev.log` (from several threads, one line at a time). Errors name the
+/// destination and carry the registry's own reason ("pushing
+/// 127.0.0.1:5000/x:y: ...: unauthorized: ...").
 bool push_image(image_store& store, const push_request& req,
                 const pull_events& ev, std::string& err, push_failure& failure);
 

@@ -26,6 +26,9 @@ constexpr size_t max_manifest_size = 4 << 20;
 constexpr size_t max_answer_size = 4 << 20;
 constexpr size_t max_idle_handles = 16;
 constexpr int catalog_page = 1000;
+/// How often one request answers a 401: a token another thread fetched
+/// meanwhile may be tried before this request fetches its own.
+constexpr int max_auth_rounds = 3;
 
 const std::string manifest_accept =
     "Accept: " + std::string(oci_manifest_type) + ", " +
@@ -108,6 +111,11 @@ struct request {
   std::function<bool(std::string&)> rewind;
   size_t max_body = max_answer_size;
   std::string failure; ///< why a callback stopped the transfer
+  /// What the latest attempt sent: basic credentials, or this bearer
+  /// token. A 401 is judged by these, not by what the client holds now,
+  /// which other threads may have changed since the request left.
+  bool sent_basic = false;
+  std::string sent_token;
 };
 
 // The per-attempt state libcurl's callbacks see.
@@ -465,6 +473,9 @@ struct registry_client::impl {
   std::map<std::string, std::string> tokens; ///< by scope
   bool basic = false;
   std::vector<CURL*> idle;
+  /// Held while a token is fetched, so that threads challenged together
+  /// wait for one token instead of each asking for its own.
+  std::mutex token_fetch;
 
   enum class auth_result { retry, final, failed };
 
@@ -502,13 +513,13 @@ struct registry_client::impl {
   void load_cert_dir();
   CURL* acquire();
   void release(CURL* h);
-  void set_auth(CURL* h, const request& rq, curl_slist*& headers);
+  void set_auth(CURL* h, request& rq, curl_slist*& headers);
   CURLcode transfer_once(request& rq, response& rs, std::string& detail);
   bool fall_back_to_http(const request& rq, CURLcode rc,
                          const std::string& used);
   void backoff(int attempt, const response* rs) const;
   bool perform(request& rq, response& rs, std::string& err);
-  auth_result authenticate(const request& rq, const response& rs,
+  auth_result authenticate(const request& rq, const response& rs, bool& fetched,
                            std::string& err);
   bool fetch_token(const auth_challenge& ch, const std::string& scope,
                    std::string& token, std::string& err);
@@ -581,13 +592,16 @@ void registry_client::impl::release(CURL* h) {
     curl_easy_cleanup(h);
 }
 
-void registry_client::impl::set_auth(CURL* h, const request& rq,
+void registry_client::impl::set_auth(CURL* h, request& rq,
                                      curl_slist*& headers) {
+  rq.sent_basic = false;
+  rq.sent_token.clear();
   bool use_basic = rq.send_credentials;
   if (rq.authenticate) {
     std::lock_guard lock(mu);
     auto it = tokens.find(rq.scope);
     if (it != tokens.end()) {
+      rq.sent_token = it->second;
       std::string line = "Authorization: Bearer " + it->second;
       headers = curl_slist_append(headers, line.c_str());
       return;
@@ -595,6 +609,7 @@ void registry_client::impl::set_auth(CURL* h, const request& rq,
     use_basic = use_basic || basic;
   }
   if (use_basic && !opt.username.empty()) {
+    rq.sent_basic = true;
     curl_easy_setopt(h, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
     curl_easy_setopt(h, CURLOPT_USERNAME, opt.username.c_str());
     curl_easy_setopt(h, CURLOPT_PASSWORD, opt.password.c_str());
@@ -708,7 +723,8 @@ bool registry_client::impl::perform(request& rq, response& rs,
     err = setup_error;
     return false;
   }
-  bool challenged = false;
+  int auth_rounds = 0;
+  bool fetched = false;
   int attempt = 0;
   for (bool first = true;; first = false) {
     if (!first && rq.rewind && !rq.rewind(err))
@@ -732,9 +748,9 @@ bool registry_client::impl::perform(request& rq, response& rs,
       return false;
     }
 
-    if (rs.status == 401 && rq.authenticate && !challenged) {
-      challenged = true;
-      auth_result r = authenticate(rq, rs, err);
+    if (rs.status == 401 && rq.authenticate &&
+        auth_rounds++ < max_auth_rounds) {
+      auth_result r = authenticate(rq, rs, fetched, err);
       if (r == auth_result::failed)
         return false;
       if (r == auth_result::retry)
@@ -750,11 +766,14 @@ bool registry_client::impl::perform(request& rq, response& rs,
   }
 }
 
-// Answers a 401: a bearer challenge gets a token for the scope, a basic
-// one the credentials. Without a usable challenge the 401 is final.
+// Answers a 401 by what this request sent. Bearer: a token that another
+// thread stored since is tried first, else this request fetches one (once;
+// a 401 for the token it fetched itself is final). Basic: a request that
+// went without credentials is sent again with them; one that carried them
+// was refused for good. Without a usable challenge the 401 is final.
 registry_client::impl::auth_result
 registry_client::impl::authenticate(const request& rq, const response& rs,
-                                    std::string& err) {
+                                    bool& fetched, std::string& err) {
   auth_challenge bearer, c;
   bool has_bearer = false, has_basic = false;
   for (auto& [k, v] : rs.headers) {
@@ -767,18 +786,28 @@ registry_client::impl::authenticate(const request& rq, const response& rs,
     has_basic = has_basic || c.scheme == "basic";
   }
   if (has_bearer) {
+    std::lock_guard one_fetch(token_fetch);
+    {
+      std::lock_guard lock(mu);
+      auto it = tokens.find(rq.scope);
+      if (it != tokens.end() && it->second != rq.sent_token)
+        return auth_result::retry;
+    }
+    if (fetched)
+      return auth_result::final;
     std::string token;
     if (!fetch_token(bearer, rq.scope, token, err))
       return auth_result::failed;
+    fetched = true;
     std::lock_guard lock(mu);
     tokens[rq.scope] = token;
     return auth_result::retry;
   }
-  if (!has_basic || opt.username.empty())
+  if (!has_basic || opt.username.empty() || rq.sent_basic)
     return auth_result::final;
   std::lock_guard lock(mu);
-  bool had_basic = std::exchange(basic, true);
-  return had_basic ? auth_result::final : auth_result::retry;
+  basic = true;
+  return auth_result::retry;
 }
 
 bool registry_client::impl::fetch_token(const auth_challenge& ch,

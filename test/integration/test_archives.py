@@ -19,6 +19,7 @@ import sqlite3
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 
 import harness
@@ -782,22 +783,47 @@ class PullArchiveTest(ArchiveTest):
         self.assertEqual(sorted(i["id"] for i in self.images()), sorted([bb, bb5]))
 
 
+def assertGzipPushed(test, reg, name, tag, layer_type, n_layers):
+    """The manifest `reg` holds for name:tag names `n_layers` gzip layers of
+    `layer_type`, each blob gzip under its digest and size, unpacking to the
+    config's diff ID."""
+    _, _, body = reg.manifest(name, tag)
+    manifest = json.loads(body)
+    with open(reg.blob_path(manifest["config"]["digest"]), "rb") as f:
+        diff_ids = json.load(f)["rootfs"]["diff_ids"]
+    test.assertEqual(len(manifest["layers"]), n_layers)
+    for layer, diff_id in zip(manifest["layers"], diff_ids):
+        test.assertEqual(layer["mediaType"], layer_type)
+        with open(reg.blob_path(layer["digest"]), "rb") as f:
+            data = f.read()
+        test.assertEqual(data[:2], b"\x1f\x8b", layer["digest"])
+        test.assertEqual(layer["size"], len(data))
+        test.assertEqual("sha256:" + hashlib.sha256(gzip.decompress(data)).hexdigest(),
+                         diff_id)
+    return manifest
+
+
 class RegistryTest(ArchiveTest):
 
     def test_push_formats_and_pull_back(self):
+        # a docker-archive's layers are stored uncompressed; the registry
+        # gets them gzip'd without `compress`, as podman sends them
         self.load(fixture("busybox5-docker.tar"))
         want = config_id("busybox5-oci")
         d2 = self.fresh_daemon()
-        for fmt, media in [("oci", "application/vnd.oci.image.manifest.v1+json"),
-                           ("v2s2", "application/vnd.docker.distribution.manifest.v2+json")]:
+        for fmt, media, layer_type in [
+                ("oci", "application/vnd.oci.image.manifest.v1+json", OCI_GZIP),
+                ("v2s2", "application/vnd.docker.distribution.manifest.v2+json",
+                 DOCKER_GZIP)]:
             dest = REG.ref("pushed-" + fmt, "t1")
             r, logs = self.stream("PushImage", {
                 "name": "busybox5", "tag": dest, "tlsverify": False, "signaturePolicy": "",
-                "creds": "", "certDir": "", "compress": fmt == "oci", "format": fmt,
+                "creds": "", "certDir": "", "compress": False, "format": fmt,
                 "removeSignatures": False, "signBy": ""})
             self.assertEqual(self.final_id(r), "")
             self.assertTrue(logs)
             self.assertEqual(REG.manifest("pushed-" + fmt, "t1")[1], media)
+            assertGzipPushed(self, REG, "pushed-" + fmt, "t1", layer_type, 5)
             r, _ = self.stream("PullImage", {"name": dest, "tlsVerify": False}, d=d2)
             self.assertEqual(self.final_id(r), want)
         r, _ = self.stream("PushImage", {
@@ -810,6 +836,21 @@ class RegistryTest(ArchiveTest):
             "signaturePolicy": "", "creds": "", "certDir": "", "compress": False,
             "format": "v2s1", "removeSignatures": False, "signBy": ""})
         self.assertError(r, "io.podman.ErrorOccurred")
+
+    def test_imported_image_pushed_gzip(self):
+        rootfs = ImportTest.rootfs(self)
+        iid = self.ok("ImportImage", {"source": rootfs, "reference": "imported",
+                                      "message": "", "changes": [], "delete": False})["image"]
+        for fmt, layer_type in (("", OCI_GZIP), ("v2s2", DOCKER_GZIP)):
+            fmt_args = ["--format", fmt] if fmt else []
+            p = self.berth("push", "--tls-verify=false", *fmt_args, "imported",
+                           REG.ref("imported", fmt or "default"))
+            self.assertEqual(p.returncode, 0, p.stderr)
+            assertGzipPushed(self, REG, "imported", fmt or "default", layer_type, 1)
+        d2 = self.fresh_daemon()
+        p = self.berth("pull", "--tls-verify=false", REG.ref("imported", "v2s2"), d=d2)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stdout.splitlines()[-1], iid)
 
     def test_search(self):
         out = self.ok("SearchImages", {"query": "busy", "filter": {"star_count": 0}})
@@ -852,6 +893,62 @@ class RegistryTest(ArchiveTest):
         p = self.berth("search", "--filter", "is-official=true", "busy")
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertEqual(len(p.stdout.splitlines()), 1)
+
+
+class AuthRegistryTest(ArchiveTest):
+    """busybox5 (five layers, checked and sent a few at once) pushed to and
+    pulled from registries that ask for credentials, two transfers at a
+    time."""
+
+    def round_trip(self, auth):
+        reg = Registry(auth=auth)
+        self.addCleanup(reg.stop)
+        self.load(fixture("busybox5-docker.tar"))
+        want = config_id("busybox5-oci")
+
+        def both(run, *args):
+            out = [None, None]
+            threads = [threading.Thread(target=lambda i=i: out.__setitem__(i, run(i, *args)))
+                       for i in range(2)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            return out
+
+        refs = [reg.ref("five", str(i)) for i in range(2)]
+        for p in both(lambda i: self.berth("push", "--tls-verify=false", "--creds",
+                                           reg.creds, "busybox5", refs[i])):
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertIn("Writing manifest", p.stdout)
+        for i in range(2):
+            assertGzipPushed(self, reg, "five", str(i), OCI_GZIP, 5)
+
+        d2 = self.fresh_daemon()
+        p = self.berth("pull", "--tls-verify=false", refs[0], d=d2)
+        self.assertEqual(p.returncode, 2, p.stdout)
+        self.assertIn("unauthorized", p.stderr)
+        for p in both(lambda i: self.berth("pull", "--tls-verify=false", "--creds",
+                                           reg.creds, refs[i], d=d2)):
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertEqual(p.stdout.splitlines()[-1], want)
+        self.assertEqual(self.inspect(refs[1], d=d2)["Id"], want)
+        return reg
+
+    def test_basic_auth(self):
+        self.round_trip("basic")
+
+    def test_token_auth(self):
+        reg = self.round_trip("token")
+        # one more push, alone: one token for each scope it asks for
+        asked = len(reg.token_server.requests)
+        p = self.berth("push", "--tls-verify=false", "--creds", reg.creds, "busybox5",
+                       reg.ref("five", "again"))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        fetched = reg.token_server.requests[asked:]
+        scopes = [tuple(sc) for sc, _ in fetched]
+        self.assertEqual(len(scopes), len(set(scopes)), fetched)
+        self.assertTrue(all(who == reg.user for _, who in fetched), fetched)
 
 
 if __name__ == "__main__":

@@ -1203,6 +1203,37 @@ class KillDuringPullTest(ImageTest):
                          imagefx.BIG_SIZE)
 
 
+class ShortNameTest(ImageTest):
+    """A short name with no search registries configured is refused as
+    libpod refuses it: no registry is named, none (docker.io least of all)
+    is asked."""
+
+    NO_SEARCH = ("image name provided is a short name and no search registries "
+                 "are defined in the registries config file.")
+
+    def test_no_search_registries(self):
+        self.daemon()
+        for conf in ("", "unqualified-search-registries = []\n"):
+            # read again for every pull: no restart needed
+            with open(self.path("registries.conf"), "w") as f:
+                f.write(conf)
+            for name in ("busybox", "busybox:latest", "library/busybox"):
+                for more in (False, True):
+                    with self.subTest(conf=conf, name=name, more=more):
+                        replies = self.pull_replies(name, more=more, tls_verify=None)
+                        self.assertEqual(self.assertPullError(replies), self.NO_SEARCH)
+                        self.assertNotIn("docker.io", json.dumps(replies))
+        p = run_tool([harness.ARGS.berth, "--address", self.default_address, "pull",
+                      "busybox"], timeout=PULL_TIMEOUT)
+        self.assertEqual(p.returncode, 2, p.stdout)
+        self.assertIn(self.NO_SEARCH, p.stderr)
+        self.assertNotIn("docker.io", p.stdout + p.stderr)
+        self.assertEqual(self.list_images(), [])
+        # a name with its registry needs no search registries
+        self.assertPulled(self.pull_replies(ENV.ref("busybox")), ENV.config_id("busybox"))
+        self.assertAnswers()
+
+
 class CliTest(ImageTest):
     """The `berth` image verbs against the same daemon."""
 

@@ -253,3 +253,51 @@ BOOST_AUTO_TEST_CASE(corrupted_blob_refused_for_its_digest) {
   f.check_no_work_left();
   BOOST_CHECK(fs::is_empty(f.root.path / "layers"));
 }
+
+// Short names go to the search registries in order, and to no registry at
+// all when none is configured: never to docker.io behind the user's back.
+BOOST_AUTO_TEST_CASE(short_names_and_search_registries) {
+  pull_fixture f;
+  std::string log;
+  pull_events ev;
+  ev.log = [&](std::string line) { log += line; };
+  ev.cancelled = [] { return false; };
+  pull_request req;
+  req.reference = "steady";
+  req.tls_verify = false;
+  image_record img;
+  std::string err;
+  BOOST_CHECK(!pull_image(f.store, req, ev, img, err));
+  BOOST_CHECK_EQUAL(err, "image name provided is a short name and no search "
+                         "registries are defined in the registries config "
+                         "file.");
+  BOOST_CHECK_EQUAL(log, "");
+  req.reference = "library/steady:latest";
+  BOOST_CHECK(!pull_image(f.store, req, ev, img, err));
+  BOOST_CHECK(err.starts_with("image name provided is a short name"));
+
+  // A registry nobody answers on, then the server: the second one serves.
+  int closed = 0;
+  {
+    server other; // stopped at the end of this block
+    closed = other.port;
+  }
+  auto here = "127.0.0.1:" + std::to_string(f.srv.port);
+  auto nowhere = "127.0.0.1:" + std::to_string(closed);
+  req.reference = "steady";
+  req.search_registries = {nowhere, here};
+  BOOST_TEST_REQUIRE(pull_image(f.store, req, ev, img, err), err);
+  BOOST_CHECK(img.names == std::vector<std::string>{here + "/steady:latest"});
+  BOOST_CHECK(
+      log.starts_with("Trying to pull " + nowhere + "/steady:latest...\n"));
+  BOOST_CHECK(log.find("Trying to pull " + here + "/steady:latest...\n") !=
+              std::string::npos);
+  BOOST_CHECK(log.find("docker.io") == std::string::npos);
+
+  // Every registry tried has its line in the error.
+  req.reference = "nosuch";
+  BOOST_CHECK(!pull_image(f.store, req, ev, img, err));
+  BOOST_CHECK(err.starts_with("pulling " + nowhere + "/nosuch:latest: "));
+  BOOST_CHECK(err.find("\npulling " + here + "/nosuch:latest: ") !=
+              std::string::npos);
+}

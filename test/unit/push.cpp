@@ -32,6 +32,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 namespace fs = std::filesystem;
@@ -121,8 +122,10 @@ bool port_open(int port) {
 /// with the test process even if that is killed.
 class registry_server {
 public:
-  /// `storage_extra` goes under `storage:`, indented by two.
-  explicit registry_server(const std::string& storage_extra = "") {
+  /// `storage_extra` goes under `storage:`, indented by two; `extra` at
+  /// the top level.
+  explicit registry_server(const std::string& storage_extra = "",
+                           const std::string& extra = "") {
     if (dir_.path.empty()) {
       error_ = "cannot make a temp dir";
       return;
@@ -135,7 +138,7 @@ public:
                        "storage:\n  filesystem:\n    rootdirectory: " +
                            (dir_.path / "data").string() + "\n" +
                            storage_extra + "http:\n  addr: " + address() +
-                           "\n");
+                           "\n" + extra);
     pid_ = spawn({"/usr/bin/docker-registry", "serve", config.string()});
     wait_until_listening();
   }
@@ -196,6 +199,23 @@ private:
   pid_t pid_ = -1;
   std::string error_;
 };
+
+/// An `auth:` section asking for alice:s3cret from an htpasswd file in
+/// `dir` (bcrypt, from htpasswd or python's crypt); empty when neither can
+/// make one here.
+std::string htpasswd_auth(const fs::path& dir) {
+  auto file = (dir / "htpasswd").string();
+  std::string script = "import crypt,sys;"
+                       "print('alice:'+crypt.crypt('s3cret',"
+                       "crypt.mksalt(crypt.METHOD_BLOWFISH,rounds=16)))";
+  if (!run("htpasswd -BbnC 4 alice s3cret > " + file + " 2>/dev/null") &&
+      !run("python3 -W ignore -c \"" + script + "\" > " + file +
+           " 2>/dev/null"))
+    return {};
+  if (read_text(file).find("alice:$2") != 0)
+    return {};
+  return "auth:\n  htpasswd:\n    realm: berth\n    path: " + file + "\n";
+}
 
 // ---- images made on the spot -----------------------------------------------
 
@@ -600,40 +620,51 @@ BOOST_AUTO_TEST_CASE(missing_image_and_bad_requests) {
   BOOST_TEST(p.text.empty());
 }
 
-BOOST_AUTO_TEST_CASE(uncompressed_layers_and_compress) {
-  auto img = make_image("plain layer", compression::none);
+BOOST_AUTO_TEST_CASE(uncompressed_layers_go_gzipped) {
+  auto img = make_image("plain layer", compression::none, false, 2);
   auto rec = seed("src/plain", img);
-
-  progress p;
-  push_ok(push_to(rec.id, reg() + "/out/plain:raw"), p);
-  image_manifest im;
   std::string err;
-  auto m = fetch_manifest(reg(), "out/plain", "raw");
-  BOOST_TEST_REQUIRE(parse_image_manifest(m.body, im, err), err);
-  BOOST_TEST(im.layers.at(0).digest == img.layer_digest());
-  BOOST_TEST(im.layers.at(0).media_type == oci_plain);
-
-  auto req = push_to(rec.id, reg() + "/out/plain:gz", "v2s2");
-  req.compress = true;
-  progress q;
-  push_ok(req, q);
-  m = fetch_manifest(reg(), "out/plain", "gz");
-  BOOST_TEST_REQUIRE(parse_image_manifest(m.body, im, err), err);
-  BOOST_TEST(m.media_type == docker_manifest_type);
-  BOOST_TEST(im.config_digest == img.config_digest);
-  BOOST_TEST(im.layers.at(0).digest != img.layer_digest());
-  BOOST_TEST(im.layers.at(0).media_type == docker_gzip);
-
-  // Pulling checks the gzip'd layer against the config's diff_id.
   temp_dir other{"store3"};
   image_store fresh;
   BOOST_TEST_REQUIRE(fresh.open(other.path.string(), err), err);
-  auto back = pull_into(reg() + "/out/plain:gz", &fresh);
-  BOOST_TEST(back.id == rec.id);
-  BOOST_TEST(back.layers.at(0).diff_id == rec.layers.at(0).diff_id);
+
+  // Whatever the format, the registry gets gzip: the same bytes each time.
+  std::string gzipped;
+  for (auto [format, tag, type] : {std::tuple{"", "kept", oci_gzip},
+                                   {"oci", "oci", oci_gzip},
+                                   {"v2s2", "v2s2", docker_gzip}}) {
+    progress p;
+    push_ok(push_to(rec.id, reg() + "/out/plain:" + tag, format), p);
+    auto m = fetch_manifest(reg(), "out/plain", tag);
+    image_manifest im;
+    BOOST_TEST_REQUIRE(parse_image_manifest(m.body, im, err), err);
+    BOOST_TEST(im.config_digest == img.config_digest);
+    BOOST_TEST_REQUIRE(im.layers.size() == 2u);
+    for (size_t i = 0; i < 2; ++i) {
+      BOOST_TEST(im.layers[i].media_type == type);
+      BOOST_TEST(im.layers[i].digest != img.layers[i].digest);
+      // The blob the registry holds is gzip of the stored layer.
+      registry_client c(reg(), plain_http());
+      std::string blob;
+      BOOST_TEST_REQUIRE(
+          c.get_blob("out/plain", im.layers[i].digest, blob, err), err);
+      BOOST_TEST(blob.size() == size_t(im.layers[i].size));
+      BOOST_TEST(blob.substr(0, 2) == "\x1f\x8b");
+    }
+    if (gzipped.empty())
+      gzipped = im.layers[0].digest;
+    BOOST_TEST(im.layers[0].digest == gzipped);
+
+    // Pulling checks each gzip'd layer against the config's diff_id.
+    auto back = pull_into(reg() + "/out/plain:" + tag, &fresh);
+    BOOST_TEST(back.id == rec.id);
+    BOOST_TEST_REQUIRE(back.layers.size() == 2u);
+    for (size_t i = 0; i < 2; ++i)
+      BOOST_TEST(back.layers[i].diff_id == rec.layers[i].diff_id);
+  }
 }
 
-BOOST_AUTO_TEST_CASE(zstd_layers_stay_oci) {
+BOOST_AUTO_TEST_CASE(zstd_layers_stay_oci_and_go_gzip_as_v2s2) {
   if (!fs::exists("/usr/bin/zstd")) {
     BOOST_TEST_MESSAGE("skipped: no zstd here");
     return;
@@ -641,21 +672,83 @@ BOOST_AUTO_TEST_CASE(zstd_layers_stay_oci) {
   auto img = make_image("zstd layer", compression::zstd);
   auto rec = seed("src/zstd", img);
 
-  progress p;
-  std::string err;
-  push_failure failure;
-  BOOST_TEST(!push(push_to(rec.id, reg() + "/out/zstd:v2s2", "v2s2"), p, err,
-                   failure));
-  BOOST_TEST((failure == push_failure::failed));
-  BOOST_TEST(err == "pushing " + reg() + "/out/zstd:v2s2: layer " +
-                        img.layer_digest() +
-                        " is zstd-compressed, which manifest format v2s2 "
-                        "cannot describe");
-
   progress q;
   push_ok(push_to(rec.id, reg() + "/out/zstd:oci", "oci"), q);
   BOOST_TEST(fetch_manifest(reg(), "out/zstd", "oci").digest ==
              img.manifest_digest);
+
+  // Docker schema 2 has no zstd: the layer is recompressed with gzip.
+  progress p;
+  push_ok(push_to(rec.id, reg() + "/out/zstd:v2s2", "v2s2"), p);
+  auto m = fetch_manifest(reg(), "out/zstd", "v2s2");
+  BOOST_TEST(m.media_type == docker_manifest_type);
+  image_manifest im;
+  std::string err;
+  BOOST_TEST_REQUIRE(parse_image_manifest(m.body, im, err), err);
+  BOOST_TEST(im.config_digest == img.config_digest);
+  BOOST_TEST_REQUIRE(im.layers.size() == 1u);
+  BOOST_TEST(im.layers[0].media_type == docker_gzip);
+  BOOST_TEST(im.layers[0].digest != img.layer_digest());
+  BOOST_TEST(
+      p.says("Copying blob " + short_hex(im.layers[0].digest) + " done\n"));
+
+  temp_dir other{"store5"};
+  image_store fresh;
+  BOOST_TEST_REQUIRE(fresh.open(other.path.string(), err), err);
+  auto back = pull_into(reg() + "/out/zstd:v2s2", &fresh);
+  BOOST_TEST(back.id == rec.id);
+  BOOST_TEST(back.layers.at(0).diff_id == rec.layers.at(0).diff_id);
+}
+
+// The layers are checked and sent three at once; the first of those
+// requests go out before any 401 came back.
+BOOST_AUTO_TEST_CASE(five_layers_to_a_basic_auth_registry) {
+  temp_dir auth{"htpasswd"};
+  auto conf = htpasswd_auth(auth.path);
+  if (conf.empty()) {
+    BOOST_TEST_MESSAGE("skipped: no way to make a bcrypt htpasswd here");
+    return;
+  }
+  registry_server secured{"", conf};
+  BOOST_TEST_REQUIRE(secured.error().empty(), secured.error());
+  auto img = make_image("five layers, basic auth", compression::gzip, false, 5);
+  auto rec = seed("src/basic5", img);
+
+  for (auto* tag : {"1", "2"}) {
+    auto req = push_to(rec.id, secured.address() + "/out/five:" + tag);
+    req.creds = "alice:s3cret";
+    progress p;
+    push_ok(req, p);
+  }
+  registry_options o = plain_http();
+  o.username = "alice";
+  o.password = "s3cret";
+  registry_client c(secured.address(), o);
+  manifest m;
+  std::string err;
+  BOOST_TEST_REQUIRE(c.get_manifest_raw("out/five", "2", m, err), err);
+  BOOST_TEST(m.digest == img.manifest_digest);
+
+  // Pulled back with the layers fetched in parallel.
+  temp_dir other{"store6"};
+  image_store fresh;
+  BOOST_TEST_REQUIRE(fresh.open(other.path.string(), err), err);
+  pull_request pull;
+  pull.reference = secured.address() + "/out/five:1";
+  pull.tls_verify = false;
+  pull.creds = "alice:s3cret";
+  progress p;
+  image_record back;
+  BOOST_TEST_REQUIRE(pull_image(fresh, pull, p.events(), back, err), err);
+  BOOST_TEST(back.id == rec.id);
+  BOOST_TEST(back.layers.size() == 5u);
+
+  // Without credentials the registry refuses.
+  progress q;
+  push_failure failure;
+  BOOST_TEST(!push(push_to(rec.id, secured.address() + "/out/five:3"), q, err,
+                   failure));
+  BOOST_TEST(err.find("unauthorized") != std::string::npos, err);
 }
 
 BOOST_AUTO_TEST_CASE(registry_errors_carry_the_reason) {

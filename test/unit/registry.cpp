@@ -24,6 +24,9 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <latch>
+#include <mutex>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -725,21 +728,59 @@ std::string htpasswd_line(const std::string& user, const std::string& pw,
   return {};
 }
 
-} // namespace
-
-BOOST_AUTO_TEST_CASE(basic_auth_htpasswd) {
-  registry_process r;
+// Starts `r` asking for alice:s3cret; false (with a message) when no
+// bcrypt hash can be made here.
+bool start_with_htpasswd(registry_process& r) {
   r.dir = make_temp_dir("registry-auth");
   std::string line = htpasswd_line("alice", "s3cret", r.dir);
   if (line.find(":$2") == std::string::npos) {
     BOOST_TEST_MESSAGE("skipped: no way to make a bcrypt htpasswd here");
-    return;
+    return false;
   }
   write_text(r.dir / "htpasswd", line);
   BOOST_TEST_REQUIRE(r.start("", "auth:\n  htpasswd:\n    realm: berth\n"
                                  "    path: " +
                                      (r.dir / "htpasswd").string() + "\n"),
                      r.error);
+  return true;
+}
+
+registry_options as_alice() {
+  registry_options o = insecure();
+  o.username = "alice";
+  o.password = "s3cret";
+  return o;
+}
+
+// Runs `work(i, err)` on `n` threads released at the same moment, so that
+// their first requests leave before any answer came back; the errors of
+// those that failed, one per line.
+std::string all_at_once(int n,
+                        const std::function<bool(int, std::string&)>& work) {
+  std::latch start(n);
+  std::mutex mu;
+  std::string failures;
+  std::vector<std::thread> threads;
+  for (int i = 0; i < n; ++i)
+    threads.emplace_back([&, i] {
+      std::string err;
+      start.arrive_and_wait();
+      if (work(i, err))
+        return;
+      std::lock_guard lock(mu);
+      failures += std::to_string(i) + ": " + err + "\n";
+    });
+  for (auto& t : threads)
+    t.join();
+  return failures;
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(basic_auth_htpasswd) {
+  registry_process r;
+  if (!start_with_htpasswd(r))
+    return;
 
   std::string err;
   registry_client anon(r.address(), insecure());
@@ -766,6 +807,63 @@ BOOST_AUTO_TEST_CASE(basic_auth_htpasswd) {
   BOOST_TEST_REQUIRE(
       good.fetch_blob("test/auth", img.layer_digest, out.fd, {}, err), err);
   BOOST_TEST(out.text() == img.layer);
+}
+
+// A fresh client's first requests go out together without credentials and
+// all come back 401: each must be retried with them, whichever thread's
+// answer turned basic auth on (a push checks its layers so, a pull fetches
+// them so).
+BOOST_AUTO_TEST_CASE(basic_auth_parallel_first_requests) {
+  registry_process r;
+  if (!start_with_htpasswd(r))
+    return;
+  constexpr int n = 8;
+  std::vector<test_image> imgs;
+  for (int i = 0; i < n; ++i)
+    imgs.push_back(make_image("basic" + std::to_string(i)));
+
+  registry_client checker(r.address(), as_alice());
+  std::atomic<int> missing = 0;
+  BOOST_TEST(
+      all_at_once(n, [&](int i, std::string& err) {
+        bool exists = true;
+        if (!checker.blob_exists("test/par", imgs[i].layer_digest, exists, err))
+          return false;
+        missing += !exists;
+        return true;
+      }) == "");
+  BOOST_TEST(missing.load() == n);
+
+  registry_client pusher(r.address(), as_alice());
+  BOOST_TEST(all_at_once(n, [&](int i, std::string& err) {
+               return pusher.push_blob("test/par", imgs[i].layer_digest,
+                                       imgs[i].layer, err);
+             }) == "");
+
+  registry_client fetcher(r.address(), as_alice());
+  BOOST_TEST(all_at_once(n, [&](int i, std::string& err) {
+               temp_file out;
+               if (!fetcher.fetch_blob("test/par", imgs[i].layer_digest, out.fd,
+                                       {}, err))
+                 return false;
+               if (out.text() == imgs[i].layer)
+                 return true;
+               err = "the blob came back changed";
+               return false;
+             }) == "");
+
+  // Wrong credentials stay refused, on every thread.
+  registry_options o = as_alice();
+  o.password = "wrong";
+  registry_client bad(r.address(), o);
+  std::atomic<int> refused = 0;
+  all_at_once(n, [&](int i, std::string& err) {
+    bool exists = false;
+    bool ok = bad.blob_exists("test/par", imgs[i].layer_digest, exists, err);
+    refused += !ok && err.find("unauthorized") != std::string::npos;
+    return ok;
+  });
+  BOOST_TEST(refused.load() == n);
 }
 
 // ---- TLS with a private CA and client certificates ----------------------
@@ -1094,4 +1192,17 @@ BOOST_AUTO_TEST_CASE(bearer_token_with_wrong_credentials) {
                         "/app: requesting bearer token from http://" +
                         s.address() +
                         "/token: unauthorized: incorrect username or password");
+}
+
+// Threads challenged together wait for one token instead of each fetching
+// its own, and every request goes through with it.
+BOOST_AUTO_TEST_CASE(bearer_token_fetched_once_for_parallel_requests) {
+  token_server s;
+  BOOST_TEST_REQUIRE(s.port > 0);
+  registry_client c(s.address(), as_alice());
+  BOOST_TEST(all_at_once(8, [&](int, std::string& err) {
+               manifest m;
+               return c.get_manifest("app", "latest", m, err);
+             }) == "");
+  BOOST_TEST(server_stat(s, "token") == 1);
 }
