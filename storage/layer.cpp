@@ -181,11 +181,25 @@ public:
       }
       state_.next_out = reinterpret_cast<uint8_t*>(buf + done);
       state_.avail_out = uint32_t(std::min<size_t>(len - done, 1u << 30));
+      auto in_before = state_.avail_in;
       int rc = isal_inflate(&state_);
-      done = size_t(reinterpret_cast<char*>(state_.next_out) - buf);
+      auto made = size_t(reinterpret_cast<char*>(state_.next_out) - buf) - done;
+      done += made;
       if (rc != ISAL_DECOMP_OK) {
         err = std::string{"gzip: "} + describe(rc);
         return -1;
+      }
+      // Input it could not use yet (the rest of a header or a symbol):
+      // more must come, or the stream ends too early.
+      if (made == 0 && state_.avail_in == in_before &&
+          state_.block_state != ISAL_BLOCK_FINISH) {
+        auto n = refill(err);
+        if (n < 0)
+          return -1;
+        if (n == 0) {
+          err = "gzip: unexpected end of input";
+          return -1;
+        }
       }
     }
     return ssize_t(done);
