@@ -476,7 +476,8 @@ class WireTest(DaemonTest):
         self.assertEqual(p.returncode, 125)
         self.srv.handlers.clear()
         p = self.berth("run", "-d", "x")
-        self.assertEqual(p.returncode, 125)
+        self.assertEqual(p.returncode, 125, "stdout %r stderr %r calls %r"
+                         % (p.stdout, p.stderr, self.srv.methods()))
         self.assertIn("CreateContainer is not implemented", p.stderr)
 
     def test_start_attach_and_plain_start(self):
