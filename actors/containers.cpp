@@ -579,7 +579,7 @@ public:
           answer<podman::RestartContainer_out>(c, "restarting")(ok, err);
       });
     }
-    if (!removers_.empty() || f_.plan.rm)
+    if (!removers_.empty() || !remove_promises_.empty() || f_.plan.rm)
       remove_now();
   }
 
@@ -706,17 +706,24 @@ public:
         });
   }
 
-  /// Removal asked for by the catalog (DeleteStoppedContainers): "" when
-  /// done, else why not.
-  void remove_for_catalog(caf::response_promise rp) {
-    if (state_is_live(f_.rec.state)) {
+  /// Removal asked for by the catalog (DeleteStoppedContainers; with
+  /// `force`, a forced RemoveImage, which kills a running container as
+  /// RemoveContainer does): "" when done, else why not.
+  void remove_for_catalog(caf::response_promise rp, bool force) {
+    auto s = f_.rec.state;
+    if (state_is_live(s) && !force) {
       rp.deliver(improper("cannot remove container " + f_.rec.id +
                           " as it is running"));
       return;
     }
     remove_promises_.push_back(std::move(rp));
-    if (f_.rec.state != container_state::removing)
-      remove_now();
+    if (s == container_state::removing)
+      return;
+    if (s == container_state::running || s == container_state::paused) {
+      ++stop_gen_;
+      return kill_now(SIGKILL, true); // the exit removes it
+    }
+    remove_now();
   }
 
   void stop_timer(uint64_t gen) {
@@ -1405,9 +1412,10 @@ caf::behavior container_actor(caf::event_based_actor* self, ctx_ptr ctx,
     [c](logend_atom, uint64_t fid) { c->follower_ended(fid); },
     [c](tick_atom) { c->stats_tick(); },
     [c](unwatch_atom, uint64_t key) { c->unwatch(key); },
-    [self, c](remove_atom) {
+    [self, c](remove_atom, bool force) {
       auto rp = self->make_response_promise();
-      c->submit([c, rp]() mutable { c->remove_for_catalog(rp); });
+      c->submit(
+          [c, rp, force]() mutable { c->remove_for_catalog(rp, force); });
       return rp;
     },
   };
@@ -1542,6 +1550,10 @@ public:
     }
     if (!records.empty())
       log()->info("recovered {} containers", records.size());
+    // Before any call reaches the images actor: the engine serves only
+    // once the catalog has answered its first question.
+    for (auto& [id, e] : entries_)
+      self_->send(images_, used_atom::value, e.view->summary.imageid, id);
   }
 
   static bool alive(int64_t pid) {
@@ -1734,6 +1746,8 @@ public:
                    const podman::Create& req, const container_image& img) {
     auto release = [&](const std::string& err) {
       names_.erase(req.name);
+      if (img.ok) // image_for holds the image until told
+        self_->send(images_, handed_atom::value, img.id, std::string{});
       c->fail(podman::ErrorOccurred{err});
     };
     if (!img.ok)
@@ -1783,6 +1797,7 @@ public:
       fs::remove_all(dir, ec);
       return release("creating container " + id + ": see the log");
     }
+    self_->send(images_, handed_atom::value, img.id, id);
     log()->info("created container {} ({}) from {}", id, rec.name,
                 req.image);
     c->reply(podman::CreateContainer_out{id});
@@ -1892,35 +1907,62 @@ public:
   void DeleteStoppedContainers(
       const rpc::call_ptr& c,
       const podman::DeleteStoppedContainers_in&) override {
-    struct gather {
-      rpc::call_ptr call;
-      std::vector<std::string> removed;
-      std::string error;
-      size_t left = 0;
-    };
-    auto g = std::make_shared<gather>();
-    g->call = c;
     std::vector<std::pair<std::string, caf::actor>> targets;
     for (auto& [id, e] : entries_)
       if (!state_is_live(e.view->state) &&
           e.view->state != container_state::removing)
         targets.emplace_back(id, e.actor);
+    remove_each(
+        std::move(targets), false,
+        [c](std::vector<std::string> removed, const std::string& err) {
+          if (!err.empty())
+            c->fail(podman::ErrorOccurred{err});
+          else
+            c->reply(podman::DeleteStoppedContainers_out{std::move(removed)});
+        });
+  }
+
+  /// Removes every container made from image `image_id`, killing running
+  /// ones: "" once all are gone, else the first reason one stayed.
+  caf::result<std::string> remove_users(const std::string& image_id) {
+    std::vector<std::pair<std::string, caf::actor>> targets;
+    for (auto& [id, e] : entries_)
+      if (e.view->summary.imageid == image_id)
+        targets.emplace_back(id, e.actor);
+    auto rp = self_->make_response_promise<std::string>();
+    remove_each(std::move(targets), true,
+                [rp](std::vector<std::string>, const std::string& err) mutable {
+                  rp.deliver(err);
+                });
+    return rp;
+  }
+
+  using removals_done =
+      std::function<void(std::vector<std::string>, const std::string&)>;
+
+  /// Asks the actor of each container in `targets` to remove it; `done`
+  /// gets the IDs removed and the first error, once all have answered.
+  void remove_each(std::vector<std::pair<std::string, caf::actor>> targets,
+                   bool force, removals_done done) {
+    struct gather {
+      removals_done done;
+      std::vector<std::string> removed;
+      std::string error;
+      size_t left = 0;
+    };
+    auto g = std::make_shared<gather>();
+    g->done = std::move(done);
     g->left = targets.size();
     if (targets.empty())
-      return c->reply(podman::DeleteStoppedContainers_out{});
+      return g->done({}, {});
     auto finish_one = [g] {
-      if (--g->left > 0)
-        return;
-      if (!g->error.empty())
-        g->call->fail(podman::ErrorOccurred{g->error});
-      else
-        g->call->reply(podman::DeleteStoppedContainers_out{g->removed});
+      if (--g->left == 0)
+        g->done(std::move(g->removed), g->error);
     };
-    for (auto& target : targets) {
-      auto id = target.first;
-      self_->request(target.second, caf::infinite, remove_atom::value)
+    for (auto& [id, actor] : targets) {
+      self_->request(actor, caf::infinite, remove_atom::value, force)
           .then(
-              [g, id, finish_one](const std::string& err) {
+              [g, id = id, finish_one](const std::string& err) {
                 if (err.empty())
                   g->removed.push_back(id);
                 else if (g->error.empty())
@@ -2000,6 +2042,8 @@ public:
     if (auto n = names_.find(it->second.name);
         n != names_.end() && n->second == id)
       names_.erase(n);
+    self_->send(images_, unused_atom::value, it->second.view->summary.imageid,
+                id);
     entries_.erase(it);
   }
 
@@ -2011,10 +2055,13 @@ public:
       log()->error("the actor of container {} failed ({}); restarting it",
                    id, self_->system().render(why));
       auto id_copy = id;
+      auto image_id = e.view->summary.imageid;
       for (auto& rec : ctx_->store.list())
         if (rec.id == id_copy) {
           entries_.erase(id_copy);
           spawn_container(rec, true);
+          if (!entries_.count(id_copy))
+            self_->send(images_, unused_atom::value, image_id, id_copy);
           return;
         }
       return;
@@ -2053,14 +2100,6 @@ public:
   void send_exit(const std::string& id) {
     if (auto it = entries_.find(id); it != entries_.end())
       caf::anon_send(it->second.actor, exited_atom::value);
-  }
-
-  std::vector<std::string> users(const std::string& image_id) const {
-    std::vector<std::string> out;
-    for (auto& [id, e] : entries_)
-      if (e.view->summary.imageid == image_id)
-        out.push_back(id);
-    return out;
   }
 
 private:
@@ -2155,8 +2194,8 @@ caf::behavior catalog_actor(caf::event_based_actor* self,
       return cat->pids_of(targets);
     },
     [cat](ccount_atom) { return cat->count(); },
-    [cat](users_atom, const std::string& image_id) {
-      return cat->users(image_id);
+    [cat](remove_users_atom, const std::string& image_id) {
+      return cat->remove_users(image_id);
     },
   };
 }

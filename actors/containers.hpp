@@ -12,9 +12,10 @@ namespace berth::actors {
 
 /// Asks the catalog how many containers exist (replies int64_t).
 using ccount_atom = caf::atom_constant<caf::atom("ccount")>;
-/// Asks the catalog which containers use an image (replies
-/// std::vector<std::string> of container IDs).
-using users_atom = caf::atom_constant<caf::atom("users")>;
+/// Asks the catalog to remove every container made from an image (by ID),
+/// killing running ones first (replies std::string: empty when all are
+/// gone, else why not).
+using remove_users_atom = caf::atom_constant<caf::atom("rmusers")>;
 
 struct container_options {
   std::string root;

@@ -25,6 +25,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <set>
 #include <unistd.h>
 
 namespace berth::actors {
@@ -160,19 +161,27 @@ public:
                                   what});
   }
 
-  /// The reply is rendered once per generation of the store: until the
-  /// next change, listing hundreds of images costs one copy of the text.
+  /// The images are read once per generation of the store and the reply
+  /// rendered once per change of those or of the containers' use of them:
+  /// until the next change, listing hundreds of images costs one copy of
+  /// the text, and a container created or removed costs no store read.
   void ListImages(const rpc::call_ptr& c,
                   const podman::ListImages_in&) override {
     auto generation = store_.generation();
-    if (!listed_ || listed_generation_ != generation) {
-      podman::ListImages_out out;
+    if (!described_ || described_generation_ != generation) {
+      described_.emplace();
       for (auto& img : store_.list())
-        out.images.push_back(describe(img));
+        described_->images.push_back(describe(img));
+      described_generation_ = generation;
+      listed_.reset();
+    }
+    if (!listed_ || listed_users_generation_ != users_generation_) {
+      for (auto& img : described_->images)
+        img.containers = containers_of(img.id);
       json::writer w;
-      encode(w, out);
+      encode(w, *described_);
       listed_ = w.take();
-      listed_generation_ = generation;
+      listed_users_generation_ = users_generation_;
     }
     c->reply_json(*listed_);
   }
@@ -243,35 +252,76 @@ public:
     c->reply(podman::TagImage_out{img.id});
   }
 
+  /// Containers made from the image need its layers: without force it
+  /// stays while they exist; with force they are removed first (running
+  /// ones killed), as libpod does, and no create may take the image
+  /// meanwhile.
   void RemoveImage(const rpc::call_ptr& c,
                    const podman::RemoveImage_in& in) override {
     storage::image_record img;
     if (!find(c, in.name, img))
       return;
-    if (!catalog_)
+    // Removing one of several names leaves the layers alone.
+    if ((img.names.size() > 1 && !in.force) || !in_use(img.id))
       return remove_image(c, in, img);
-    // Containers made from the image need its layers.
-    self_->request(catalog_, 10s, users_atom::value, img.id)
+    if (!in.force)
+      return c->fail(podman::ErrorOccurred{in_use_reason(img.id)});
+    if (!catalog_)
+      return c->fail(podman::ErrorOccurred{
+          "removing image " + img.id + ": its containers cannot be removed "
+          "before the containers are recovered"});
+    removing_.insert(img.id);
+    auto settle = [this, id = img.id] { removing_.erase(removing_.find(id)); };
+    self_->request(catalog_, caf::infinite, remove_users_atom::value, img.id)
         .then(
-            [this, c, in, img](const std::vector<std::string>& users) {
-              if (users.empty())
-                return remove_image(c, in, img);
-              // Removing one of several names leaves the layers alone.
-              if (img.names.size() > 1 && !in.force)
-                return remove_image(c, in, img);
-              c->fail(podman::ErrorOccurred{
-                  "image " + img.id + " is in use by container " +
-                  users.front() + (users.size() > 1 ? " and others" : "") +
-                  ": remove the container first"});
+            [this, c, in, id = img.id, settle](const std::string& err) {
+              settle();
+              if (!err.empty())
+                return c->fail(podman::ErrorOccurred{
+                    "removing image " + id + ": removing its containers: " +
+                    err});
+              // Another call may have untagged or removed it meanwhile.
+              storage::image_record now;
+              if (!find(c, id, now))
+                return;
+              if (in_use(id))
+                return c->fail(podman::ErrorOccurred{in_use_reason(id)});
+              remove_image(c, in, now);
             },
-            [this, c](caf::error& e) {
+            [this, c, id = img.id, settle](caf::error& e) {
+              settle();
               c->fail(podman::ErrorOccurred{
-                  "removing an image: asking which containers use it: " +
+                  "removing image " + id + ": removing its containers: " +
                   self_->system().render(e)});
             });
   }
 
   void set_catalog(caf::actor a) { catalog_ = std::move(a); }
+
+  /// The catalog recovered container `ctr`, made from image `image`.
+  void used(const std::string& image, const std::string& ctr) {
+    users_[image].insert(ctr);
+    ++users_generation_;
+  }
+
+  /// The create that image_for gave `image` has ended, with container
+  /// `ctr` or ("") without one.
+  void handed(const std::string& image, const std::string& ctr) {
+    if (auto it = handed_.find(image); it != handed_.end() && --it->second <= 0)
+      handed_.erase(it);
+    if (!ctr.empty())
+      used(image, ctr);
+  }
+
+  /// Container `ctr`, made from image `image`, is gone.
+  void unused(const std::string& image, const std::string& ctr) {
+    auto it = users_.find(image);
+    if (it == users_.end() || !it->second.erase(ctr))
+      return;
+    if (it->second.empty())
+      users_.erase(it);
+    ++users_generation_;
+  }
 
   void remove_image(const rpc::call_ptr& c, const podman::RemoveImage_in& in,
                     const storage::image_record& img) {
@@ -343,7 +393,7 @@ public:
     storage::image_record img;
     std::string why;
     switch (store_.resolve(ref, img, why)) {
-      case storage::lookup::found: return describe_for_container(img);
+      case storage::lookup::found: return hand_out(img);
       case storage::lookup::ambiguous: return failed_image(why);
       case storage::lookup::not_found: break;
     }
@@ -363,7 +413,7 @@ public:
       else if (store_.resolve(ref, pulled, why) != storage::lookup::found)
         rp.deliver(failed_image(why));
       else
-        rp.deliver(describe_for_container(pulled));
+        rp.deliver(hand_out(pulled));
     });
     if (!j.cancelled) {
       storage::pull_request req;
@@ -383,6 +433,18 @@ public:
       out.ok = storage::pull_image(*store, req, ev, out.images[0], out.error);
       out.id = out.images[0].id;
     });
+  }
+
+  /// The image for a create, held (see `handed`) until the catalog has
+  /// recorded the container or given up: a prune or removal in between
+  /// leaves it alone.
+  container_image_ptr hand_out(const storage::image_record& img) {
+    if (removing_.count(img.id))
+      return failed_image("image " + img.id + " is being removed");
+    auto r = describe_for_container(img);
+    if (r->ok)
+      ++handed_[img.id];
+    return r;
   }
 
   static container_image_ptr failed_image(std::string why) {
@@ -841,10 +903,29 @@ private:
     return true;
   }
 
+  int64_t containers_of(const std::string& id) const {
+    auto it = users_.find(id);
+    return it == users_.end() ? 0 : int64_t(it->second.size());
+  }
+
+  /// Whether a container, or a create under way, uses image `id`.
+  bool in_use(const std::string& id) const {
+    return users_.count(id) || handed_.count(id);
+  }
+
+  std::string in_use_reason(const std::string& id) const {
+    auto it = users_.find(id);
+    if (it == users_.end())
+      return "image " + id + " is in use by a container being created";
+    return "image " + id + " is in use by container " + *it->second.begin() +
+           (it->second.size() > 1 ? " and others" : "") +
+           ": remove the container first";
+  }
+
   bool prune(const rpc::call_ptr& c, bool dangling_only,
              std::vector<std::string>& removed) {
     for (auto& img : store_.list()) {
-      if (dangling_only && !img.names.empty())
+      if ((dangling_only && !img.names.empty()) || in_use(img.id))
         continue;
       std::string err;
       if (!store_.remove(img.id, err)) {
@@ -870,6 +951,7 @@ private:
     out.size = img.size;
     out.virtualSize = img.size;
     out.labels = img.labels;
+    out.containers = containers_of(img.id);
     return out;
   }
 
@@ -955,11 +1037,21 @@ private:
   caf::event_based_actor* self_;
   image_options opts_;
   storage::image_store store_;
-  /// ListImages' parameters as of `listed_generation_` of the store.
+  /// ListImages' images as of `described_generation_` of the store, and
+  /// its reply as of `listed_users_generation_` of `users_`.
+  std::optional<podman::ListImages_out> described_;
+  uint64_t described_generation_ = 0;
   std::optional<std::string> listed_;
-  uint64_t listed_generation_ = 0;
+  uint64_t listed_users_generation_ = 0;
   std::map<std::string, job> jobs_;
   caf::actor catalog_;
+  /// The containers of each image, as the catalog reports them.
+  std::map<std::string, std::set<std::string>> users_;
+  uint64_t users_generation_ = 0;
+  /// Creates image_for answered and the catalog has not settled, by image.
+  std::map<std::string, int> handed_;
+  /// Images whose containers a forced RemoveImage is removing.
+  std::multiset<std::string> removing_;
 };
 
 } // namespace
@@ -999,6 +1091,15 @@ caf::behavior images_actor(caf::event_based_actor* self, image_options opts) {
     },
     [api](count_atom) { return api->count(); },
     [api](catalog_atom, caf::actor a) { api->set_catalog(std::move(a)); },
+    [api](used_atom, const std::string& image, const std::string& ctr) {
+      api->used(image, ctr);
+    },
+    [api](handed_atom, const std::string& image, const std::string& ctr) {
+      api->handed(image, ctr);
+    },
+    [api](unused_atom, const std::string& image, const std::string& ctr) {
+      api->unused(image, ctr);
+    },
     [api](image_for_atom, const std::string& ref) {
       return api->image_for(ref);
     },

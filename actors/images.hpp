@@ -26,9 +26,22 @@ using count_atom = caf::atom_constant<caf::atom("count")>;
 /// it when missing (replies container_image_ptr).
 using image_for_atom = caf::atom_constant<caf::atom("imagefor")>;
 
-/// Tells the images actor where the catalog is (RemoveImage asks it which
-/// containers use an image).
+/// Tells the images actor where the catalog is (RemoveImage with force
+/// asks it to remove the containers of an image).
 using catalog_atom = caf::atom_constant<caf::atom("catalog")>;
+
+/// The catalog tells the images actor which containers use which image,
+/// so that no image a container needs is pruned or removed as unused and
+/// ListImages counts containers without asking. Each message carries an
+/// image ID and a container ID:
+/// - used: a container recovered at start;
+/// - handed: a create that image_for answered with that image has ended,
+///   with that container, or with "" when it failed (image_for's answer
+///   holds the image until then);
+/// - unused: the container is gone.
+using used_atom = caf::atom_constant<caf::atom("imgused")>;
+using handed_atom = caf::atom_constant<caf::atom("imghanded")>;
+using unused_atom = caf::atom_constant<caf::atom("imgunused")>;
 
 struct container_image {
   bool ok = false;

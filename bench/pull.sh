@@ -20,7 +20,9 @@
 # /usr/bin/time -f %M (the largest single process). Then (unless --no-list500)
 # PULL_LIST_N tiny distinct images are pushed, pulled into one berthd 8 at a time, and
 # io.podman.ListImages is timed with bench/berth-varlink-load (1 connection, sequential),
-# then again right after each of PULL_LIST_CHANGES TagImage calls (the list must show it).
+# then again right after each of PULL_LIST_CHANGES TagImage calls (the list must show it)
+# and after each of as many CreateContainer and RemoveContainer calls (the list must count
+# the image's containers).
 # --list-only runs just that ListImages step (no timed pulls).
 #
 # Environment knobs (defaults in brackets):
@@ -29,7 +31,8 @@
 #   PULL_FIXTURES [BUILD_DIR/bench/pull-fixtures]  images.py cache directory
 #   PULL_LIST_N [500]    images in the ListImages step
 #   PULL_LIST_CALLS [200] ListImages calls
-#   PULL_LIST_CHANGES [50] ListImages calls each after a TagImage (from python3)
+#   PULL_LIST_CHANGES [50] ListImages calls each after a TagImage, and twice as many
+#                        each after a container create or remove (from python3)
 #   PULL_PARALLEL [8]    concurrent `berth pull`s while filling the ListImages store
 #   BERTHD [BUILD_DIR/cmd/berthd], BERTH [BUILD_DIR/cmd/berth]
 #
@@ -503,7 +506,9 @@ EOF
             fail "ListImages: load client exit $rc, errors ${errs:-?}, replies ${calls:-?} of $LIST_CALLS: $(head -c 400 "$d/load.err")"
         fi
         # Each round tags an image anew, then times the ListImages after it,
-        # which must show the new name.
+        # which must show the new name; then each round creates a container
+        # of it and removes it, timing the ListImages after each, which must
+        # count it.
         changed=$(python3 - "$d/sock" "$LIST_CHANGES" 2>"$d/changed.err" <<'EOF'
 import json, socket, sys, time
 conn = socket.socket(socket.AF_UNIX)
@@ -533,13 +538,32 @@ for i in range(int(sys.argv[2])):
     tags = next(img["repoTags"] for img in out["images"] if img["id"] == target)
     if name not in tags or len(out["images"]) != len(images):
         sys.exit("round %d: the list after tagging %s misses it" % (i, name))
-times.sort()
-print("%.2f %.2f" % (times[len(times) // 2] * 1e3, times[len(times) * 99 // 100] * 1e3))
+def containers_of(out):
+    return next(img["containers"] for img in out["images"] if img["id"] == target)
+used = []
+for i in range(int(sys.argv[2])):
+    cid = call("CreateContainer", {"create": {"image": target,
+                                              "command": ["true"]}})[0]["container"]
+    out, took = call("ListImages", {})
+    used.append(took)
+    if containers_of(out) != 1:
+        sys.exit("round %d: the list after a create counts %d containers"
+                 % (i, containers_of(out)))
+    call("RemoveContainer", {"name": cid})
+    out, took = call("ListImages", {})
+    used.append(took)
+    if containers_of(out) != 0:
+        sys.exit("round %d: the list after a removal counts %d containers"
+                 % (i, containers_of(out)))
+def p50_p99(v):
+    v.sort()
+    return "%.2f %.2f" % (v[len(v) // 2] * 1e3, v[len(v) * 99 // 100] * 1e3)
+print(p50_p99(times), p50_p99(used))
 EOF
 )
         [[ $? == 0 && -n $changed ]] ||
             fail "ListImages after a change: $(head -c 400 "$d/changed.err")"
-        read -r cp50 cp99 <<<"${changed:-- -}"
+        read -r cp50 cp99 up50 up99 <<<"${changed:-- - - -}"
         hwm=$(rss_kb "$BPID" VmHWM)
         stop_berthd
         echo
@@ -551,6 +575,8 @@ EOF
             "$(awk -v u="${p99:-0}" 'BEGIN { printf "%.2f", u / 1000 }')" "$verdict" "$(mb "$hwm")"
         printf '  %d calls, each right after a TagImage: p50 %s ms, p99 %s ms\n' \
             "$LIST_CHANGES" "$cp50" "$cp99"
+        printf '  %d calls, each right after a container create or remove: p50 %s ms, p99 %s ms\n' \
+            "$((LIST_CHANGES * 2))" "$up50" "$up99"
     else
         fail "ListImages: berthd did not start"
     fi

@@ -831,6 +831,30 @@ class ContainerTest(DaemonTest):
         self.assertEqual(p.returncode, 125, p.stderr)
         self.assertTrue(p.stderr.startswith("Error: "), p.stderr)
 
+    def test_prune_leaves_the_image_of_a_running_container(self):
+        self.ok("run", "-d", "--name", "v3run", IMAGE, "sleep", "300")
+        for params in ('{"all":true}', '{"all":false}'):
+            out = json.loads(self.ok("call", "io.podman.ImagesPrune", params))
+            self.assertEqual(out.get("pruned") or [], [], params)
+        out = json.loads(self.ok("call", "io.podman.DeleteUnusedImages"))
+        self.assertEqual(out.get("images") or [], [])
+        self.ok("stop", "-t", "0", "v3run")
+        self.ok("start", "v3run")
+        self.assertEqual([c["names"] for c in self.ps()], ["v3run"])
+
+    def test_rmi_force_removes_the_containers_of_the_image(self):
+        self.ok("run", "-d", "--name", "v3run", IMAGE, "sleep", "300")
+        self.ok("create", "--name", "made", IMAGE, "true")
+        imgs = json.loads(self.ok("images", "--format", "json"))
+        self.assertEqual([i["containers"] for i in imgs], [2])
+        p = self.berth("rmi", IMAGE)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("in use by container", p.stderr)
+        self.assertEqual(len(self.ps("-a")), 2)
+        self.assertEqual(self.ok("rmi", "-f", IMAGE), imgs[0]["id"] + "\n")
+        self.assertEqual(self.ps("-a"), [])
+        self.assertEqual(self.ok("images", "-q"), "")
+
     def test_mount_and_umount(self):
         cid = self.ok("create", "--name", "mnt", IMAGE, "true").strip()
         path = self.ok("mount", "mnt").strip()

@@ -7,6 +7,7 @@ Needs root (namespaces, overlayfs, cgroups), conmon and runc.
 
 import concurrent.futures
 import glob
+import io
 import json
 import os
 import re
@@ -516,6 +517,163 @@ class Files(ContainerTest):
         r = self.call("RemoveImage", {"name": IMAGE})
         self.assertError(r, "io.podman.ErrorOccurred")
         self.assertIn(cid, r["parameters"]["reason"])
+
+
+class ImagesInUse(ContainerTest):
+    """An image stays while containers use it, whatever their state:
+    ImagesPrune and DeleteUnusedImages pass it by, RemoveImage refuses it
+    without force and removes its containers first with force, and
+    Image.containers counts them."""
+
+    def import_other(self, reference):
+        """Imports a one-file root file system as `reference` ("" for none);
+        returns the new image's ID."""
+        rootfs = self.path("other.tar")
+        with tarfile.open(rootfs, "w") as t:
+            data = reference.encode() or b"unnamed"
+            info = tarfile.TarInfo("marker")
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+        return self.ok("ImportImage", {"source": rootfs, "reference": reference,
+                                       "message": "", "changes": [],
+                                       "delete": False})["image"]
+
+    def counts(self):
+        return {i["id"]: i["containers"] for i in self.ok("ListImages")["images"]}
+
+    def exists(self, image_id):
+        return self.ok("ImageExists", {"name": image_id})["exists"] == 0
+
+    def assertStartsAgain(self, running, created):
+        self.ok("StopContainer", {"name": running, "timeout": 0})
+        self.assertEqual(self.wait(running), 137)
+        self.ok("StartContainer", {"name": running})
+        self.assertEqual(self.state(running), "running")
+        self.ok("StartContainer", {"name": created})
+        self.assertEqual(self.wait(created), 0)
+
+    def test_prune_keeps_images_of_containers(self):
+        running = self.run_ctr(["sleep", "300"])
+        created = self.create(["true"])
+        self.assertEqual(self.ok("ImagesPrune", {"all": True})["pruned"] or [], [])
+        # Its name goes to another image: busybox is dangling, yet in use.
+        other = self.import_other(IMAGE)
+        self.assertEqual(self.ok("GetImage", {"id": self.image_id})["image"]["repoTags"]
+                         or [], [])
+        self.assertEqual(self.ok("ImagesPrune", {"all": False})["pruned"] or [], [])
+        self.assertEqual(self.ok("ImagesPrune", {"all": True})["pruned"], [other])
+        self.assertTrue(self.exists(self.image_id))
+        self.assertStartsAgain(running, created)
+        # Once its containers are gone, it goes.
+        for cid in (running, created):
+            self.ok("RemoveContainer", {"name": cid, "force": True})
+        self.assertEqual(self.ok("ImagesPrune", {"all": False})["pruned"], [self.image_id])
+        self.assertFalse(self.exists(self.image_id))
+
+    def test_delete_unused_keeps_images_of_containers(self):
+        running = self.run_ctr(["sleep", "300"])
+        created = self.create(["true"])
+        other = self.import_other("")
+        self.assertEqual(self.ok("DeleteUnusedImages")["images"], [other])
+        self.assertTrue(self.exists(self.image_id))
+        self.assertStartsAgain(running, created)
+        self.ok("RemoveContainer", {"name": running, "force": True})
+        self.assertEqual(self.ok("DeleteUnusedImages")["images"] or [], [])
+        self.ok("RemoveContainer", {"name": created})
+        self.assertEqual(self.ok("DeleteUnusedImages")["images"], [self.image_id])
+
+    def test_remove_image_with_force_removes_its_containers(self):
+        running = self.run_ctr(["sleep", "300"])
+        created = self.create(["true"])
+        exited = self.run_ctr(["true"])
+        self.assertEqual(self.wait(exited), 0)
+        paused = self.run_ctr(["sleep", "300"])
+        self.ok("PauseContainer", {"name": paused})
+        other = self.import_other("localhost/other:1")
+        bystander = self.create(["true"], image="localhost/other:1")
+        r = self.call("RemoveImage", {"name": IMAGE, "force": False})
+        self.assertError(r, "io.podman.ErrorOccurred")
+        self.assertIn("in use by container", r["parameters"]["reason"])
+        self.assertEqual(self.state(running), "running")
+        self.assertEqual(self.ok("RemoveImage", {"name": IMAGE, "force": True})["image"],
+                         self.image_id)
+        left = [c["id"] for c in self.ok("ListContainers")["containers"]]
+        self.assertEqual(left, [bystander])
+        for cid in (running, created, exited, paused):
+            self.assertEqual(self.ok("ContainerExists", {"name": cid})["exists"], 1)
+        self.assertFalse(self.exists(self.image_id))
+        self.assertEqual(self.counts(), {other: 1})
+        self.assertEqual(mounts_under(os.path.join(self.root, "containers")), [])
+        # Not there any more: the documented error.
+        r = self.call("RemoveImage", {"name": self.image_id, "force": True})
+        self.assertError(r, "io.podman.ImageNotFound")
+        # The image comes back and serves new containers.
+        self.ok("PullImage", {"name": ctrfx.BUSYBOX_ARCHIVE})
+        self.assertEqual(self.wait(self.run_ctr(["true"])), 0)
+
+    def test_containers_counted_per_image(self):
+        def get_count():
+            return self.ok("GetImage", {"id": self.image_id})["image"]["containers"]
+
+        self.assertEqual((self.counts(), get_count()), ({self.image_id: 0}, 0))
+        a = self.create(["true"])
+        self.assertEqual((self.counts(), get_count()), ({self.image_id: 1}, 1))
+        b = self.run_ctr(["sleep", "300"])
+        self.assertEqual((self.counts(), get_count()), ({self.image_id: 2}, 2))
+        other = self.import_other("localhost/other:1")
+        c = self.create(["true"], image="localhost/other:1")
+        self.assertEqual(self.counts(), {self.image_id: 2, other: 1})
+        self.ok("RemoveContainer", {"name": a})
+        self.assertEqual((self.counts(), get_count()), ({self.image_id: 1, other: 1}, 1))
+        # A create that fails after finding its image counts nothing.
+        r = self.call("CreateContainer", {"create": {
+            "image": IMAGE, "command": ["true"], "cap_add": ["NO_SUCH_CAP"]}})
+        self.assertError(r, "io.podman.ErrorOccurred")
+        self.assertIn("NO_SUCH_CAP", r["parameters"]["reason"])
+        self.assertEqual(self.counts(), {self.image_id: 1, other: 1})
+        # A restarted daemon counts what it recovers, and prunes accordingly.
+        self.c.close()
+        self.d.stop()
+        self.d.exit_expected = True
+        self.d = self.start_daemon(addresses=self.addresses(), extra=self.extra)
+        self.c = self.d.connect(timeout=LONG)
+        self.assertEqual(self.counts(), {self.image_id: 1, other: 1})
+        self.assertEqual(self.ok("ImagesPrune", {"all": True})["pruned"] or [], [])
+        self.ok("RemoveContainer", {"name": b, "force": True})
+        self.ok("RemoveContainer", {"name": c})
+        self.assertEqual((self.counts(), get_count()), ({self.image_id: 0, other: 0}, 0))
+        self.assertEqual(self.ok("GetInfo")["info"]["store"]["containers"], 0)
+
+    def test_prune_racing_creates(self):
+        """Creates and removals on one connection, prunes on another: a
+        container that was created always finds its image there."""
+        failures = []
+        done = threading.Event()
+
+        def create_and_remove():
+            with self.d.connect(timeout=LONG) as c:
+                for _ in range(40):
+                    r = self.call("CreateContainer", {"create": {
+                        "image": IMAGE, "command": ["true"]}}, conn=c)
+                    if "error" in r:  # the prune won: the image is back next
+                        self.ok("PullImage", {"name": ctrfx.BUSYBOX_ARCHIVE}, conn=c)
+                        continue
+                    cid = r["parameters"]["container"]
+                    if not self.ok("ImageExists", {"name": self.image_id},
+                                   conn=c)["exists"] == 0:
+                        failures.append(cid)
+                    self.ok("RemoveContainer", {"name": cid}, conn=c)
+            done.set()
+
+        t = threading.Thread(target=create_and_remove)
+        t.start()
+        try:
+            with self.d.connect(timeout=LONG) as c:
+                while not done.is_set():
+                    self.ok("ImagesPrune", {"all": True}, conn=c)
+        finally:
+            t.join()
+        self.assertEqual(failures, [])
 
 
 class Durability(DaemonTest):
