@@ -644,37 +644,6 @@ class ImagesInUse(ContainerTest):
         self.assertEqual((self.counts(), get_count()), ({self.image_id: 0, other: 0}, 0))
         self.assertEqual(self.ok("GetInfo")["info"]["store"]["containers"], 0)
 
-    def test_prune_racing_creates(self):
-        """Creates and removals on one connection, prunes on another: a
-        container that was created always finds its image there."""
-        failures = []
-        done = threading.Event()
-
-        def create_and_remove():
-            with self.d.connect(timeout=LONG) as c:
-                for _ in range(40):
-                    r = self.call("CreateContainer", {"create": {
-                        "image": IMAGE, "command": ["true"]}}, conn=c)
-                    if "error" in r:  # the prune won: the image is back next
-                        self.ok("PullImage", {"name": ctrfx.BUSYBOX_ARCHIVE}, conn=c)
-                        continue
-                    cid = r["parameters"]["container"]
-                    if not self.ok("ImageExists", {"name": self.image_id},
-                                   conn=c)["exists"] == 0:
-                        failures.append(cid)
-                    self.ok("RemoveContainer", {"name": cid}, conn=c)
-            done.set()
-
-        t = threading.Thread(target=create_and_remove)
-        t.start()
-        try:
-            with self.d.connect(timeout=LONG) as c:
-                while not done.is_set():
-                    self.ok("ImagesPrune", {"all": True}, conn=c)
-        finally:
-            t.join()
-        self.assertEqual(failures, [])
-
 
 class Durability(DaemonTest):
     """kill -9 of berthd with containers in every state, then a restart; and

@@ -1009,6 +1009,51 @@ class TagRemoveTest(ImageTest):
         self.assertEqual(self.blob_files(), set())
 
 
+class InUseRaceTest(ImageTest):
+    """Prunes racing container creates: the image a create was given stays
+    until the container is recorded (and then while the container lives)."""
+
+    def test_prune_racing_creates(self):
+        """Creates and removals on one connection, prunes on another: a
+        container that was created always finds its image there. A prune
+        that comes first makes the create pull the image again."""
+        if os.geteuid() != 0:
+            self.skipTest("containers need root")
+        ref = ENV.ref("busybox")
+        bb = self.pull("busybox")
+        missing, errors = [], []
+        done = threading.Event()
+
+        def create_and_remove():
+            try:
+                with self.daemon().connect(timeout=PULL_TIMEOUT) as c:
+                    for _ in range(40):
+                        cid = self.ok("CreateContainer", {"create": {
+                            "image": ref, "command": ["true"]}}, conn=c)["container"]
+                        if self.ok("ImageExists", {"name": bb}, conn=c)["exists"] != 0:
+                            missing.append(cid)
+                        self.ok("RemoveContainer", {"name": cid}, conn=c)
+            except Exception as e:  # reported by the main thread
+                errors.append(e)
+            finally:
+                done.set()
+
+        t = threading.Thread(target=create_and_remove)
+        t.start()
+        pruned = 0
+        try:
+            with self.daemon().connect(timeout=PULL_TIMEOUT) as c:
+                while not done.is_set():
+                    pruned += len(self.ok("ImagesPrune", {"all": True}, conn=c)["pruned"]
+                                  or [])
+        finally:
+            t.join()
+        self.assertEqual(errors, [])
+        self.assertEqual(missing, [])
+        self.assertGreater(pruned, 0)
+        self.assertStoreConsistent()
+
+
 class ListChangeTest(ImageTest):
     """ListImages is answered from a reply kept between changes and GetInfo
     from a count kept on every commit: each change must be in the very next
