@@ -710,6 +710,11 @@ public:
   /// `force`, a forced RemoveImage, which kills a running container as
   /// RemoveContainer does): "" when done, else why not.
   void remove_for_catalog(caf::response_promise rp, bool force) {
+    // Asked again (two forced RemoveImage calls) after it was removed.
+    if (gone_) {
+      rp.deliver(std::string{});
+      return;
+    }
     auto s = f_.rec.state;
     if (state_is_live(s) && !force) {
       rp.deliver(improper("cannot remove container " + f_.rec.id +

@@ -261,8 +261,10 @@ public:
     storage::image_record img;
     if (!find(c, in.name, img))
       return;
-    // Removing one of several names leaves the layers alone.
-    if ((img.names.size() > 1 && !in.force) || !in_use(img.id))
+    // Removing one of several names leaves the layers alone: only that
+    // name goes, forced or not, as libpod does.
+    if ((img.names.size() > 1 && (!in.force || given_name(img, in.name))) ||
+        !in_use(img.id))
       return remove_image(c, in, img);
     if (!in.force)
       return c->fail(podman::ErrorOccurred{in_use_reason(img.id)});
@@ -323,19 +325,25 @@ public:
     ++users_generation_;
   }
 
+  /// The name of `img` that `given` (as RemoveImage got it) names, if it
+  /// names one rather than the ID.
+  static std::optional<std::string>
+  given_name(const storage::image_record& img, const std::string& given) {
+    for (auto& n : img.names)
+      if (n == given || n == qualify_tag(given) || n.ends_with("/" + given) ||
+          n.ends_with("/" + given + ":latest"))
+        return n;
+    return std::nullopt;
+  }
+
   void remove_image(const rpc::call_ptr& c, const podman::RemoveImage_in& in,
                     const storage::image_record& img) {
     std::string err;
-    // A name of an image that has several only loses that name.
-    auto named = std::find_if(img.names.begin(), img.names.end(),
-                              [&](auto& n) {
-                                return n == in.name ||
-                                       n == qualify_tag(in.name) ||
-                                       n.ends_with("/" + in.name) ||
-                                       n.ends_with("/" + in.name + ":latest");
-                              });
-    if (img.names.size() > 1 && !in.force) {
-      if (named == img.names.end())
+    // A name of an image that has several only loses that name; its ID
+    // removes it whole, with force.
+    auto named = given_name(img, in.name);
+    if (img.names.size() > 1 && (named || !in.force)) {
+      if (!named)
         return c->fail(podman::ErrorOccurred{
             "unable to delete image " + img.id +
             " (must force) - image is referenced in multiple repositories"});

@@ -611,6 +611,33 @@ class ImagesInUse(ContainerTest):
         self.ok("PullImage", {"name": ctrfx.BUSYBOX_ARCHIVE})
         self.assertEqual(self.wait(self.run_ctr(["true"])), 0)
 
+    def test_forced_removals_at_once_all_answer(self):
+        """Two forced RemoveImage calls (by name and by ID) with a prune
+        between them: each answers, the containers and the image go, and
+        nothing stays marked as being removed."""
+        running = self.run_ctr(["sleep", "300"])
+        created = self.create(["true"])
+        calls = [("RemoveImage", {"name": IMAGE, "force": True}),
+                 ("RemoveImage", {"name": self.image_id, "force": True}),
+                 ("ImagesPrune", {"all": True})]
+        def one(mp):
+            with self.d.connect(timeout=LONG) as c:
+                return self.call(mp[0], mp[1], conn=c, timeout=60)
+        with concurrent.futures.ThreadPoolExecutor(len(calls)) as pool:
+            replies = list(pool.map(one, calls))
+        for (method, _), r in zip(calls, replies):
+            with self.subTest(method=method):
+                if "error" in r:
+                    self.assertIn(r["error"], ("io.podman.ImageNotFound",
+                                               "io.podman.ErrorOccurred"), r)
+        self.assertTrue(any("error" not in r for r in replies[:2]), replies)
+        for cid in (running, created):
+            self.assertEqual(self.ok("ContainerExists", {"name": cid})["exists"], 1)
+        self.assertFalse(self.exists(self.image_id))
+        # The image comes back and serves new containers.
+        self.ok("PullImage", {"name": ctrfx.BUSYBOX_ARCHIVE})
+        self.assertEqual(self.wait(self.run_ctr(["true"])), 0)
+
     def test_containers_counted_per_image(self):
         def get_count():
             return self.ok("GetImage", {"id": self.image_id})["image"]["containers"]

@@ -958,6 +958,16 @@ class TagRemoveTest(ImageTest):
         self.assertEqual(self.ok("ImageExists", {"name": bb})["exists"], 0)
         self.assertEqual(len(listdir(self.layers_dir)), 1)
 
+    def test_forced_remove_of_one_name_of_several(self):
+        """Naming one of several names removes only that name, with force
+        too, as libpod does."""
+        bb = self.pull("busybox")
+        self.ok("TagImage", {"name": bb, "tagged": "mine:1"})
+        self.assertEqual(self.ok("RemoveImage", {"name": "mine:1", "force": True})["image"],
+                         bb)
+        self.assertEqual(self.names(bb), {ENV.ref("busybox")})
+        self.assertEqual(len(listdir(self.layers_dir)), 1)
+
     def test_remove_by_id_with_several_names(self):
         bb = self.pull("busybox")
         self.ok("TagImage", {"name": bb, "tagged": "mine:1"})
