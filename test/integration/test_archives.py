@@ -897,7 +897,7 @@ class RegistryTest(ArchiveTest):
 
 class AuthRegistryTest(ArchiveTest):
     """busybox5 (five layers, checked and sent a few at once) pushed to and
-    pulled from registries that ask for credentials, two transfers at a
+    pulled from registries that ask for credentials; the pulls two at a
     time."""
 
     def round_trip(self, auth):
@@ -916,9 +916,14 @@ class AuthRegistryTest(ArchiveTest):
                 t.join()
             return out
 
+        # The pushes go one after the other (each checks and sends its five
+        # layers a few at once): docker-registry itself can lose a blob
+        # link when two pushes upload the same blob into one repository at
+        # the same moment ("blob unknown to registry" on the manifest).
         refs = [reg.ref("five", str(i)) for i in range(2)]
-        for p in both(lambda i: self.berth("push", "--tls-verify=false", "--creds",
-                                           reg.creds, "busybox5", refs[i])):
+        for ref in refs:
+            p = self.berth("push", "--tls-verify=false", "--creds", reg.creds,
+                           "busybox5", ref)
             self.assertEqual(p.returncode, 0, p.stderr)
             self.assertIn("Writing manifest", p.stdout)
         for i in range(2):
